@@ -1,0 +1,1 @@
+//! Request and response body processors (filled in below).

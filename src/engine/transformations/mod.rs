@@ -1,0 +1,1 @@
+//! Transformations (filled in below).

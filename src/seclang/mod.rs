@@ -1,0 +1,8 @@
+//! SecLang: parse ModSecurity rule files and compile them into an executable ruleset description.
+//!
+//! Owns the rule language (directives, variables, operators, actions, macros) and its error
+//! reporting with `file:line`. It must not evaluate anything, and must stay free of engine and
+//! I/O dependencies beyond reading rule files, because `build.rs` compiles the production rules
+//! with this same module.
+
+pub mod transformation;
