@@ -100,10 +100,15 @@ impl Default for Audit {
         Audit {
             path: PathBuf::from(DEFAULT_AUDIT_PATH),
             queue: 65536,
-            redact_headers: ["authorization", "proxy-authorization", "cookie", "set-cookie"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            redact_headers: [
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "set-cookie",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         }
     }
 }
@@ -116,7 +121,10 @@ impl Default for Config {
             log_format: LogFormat::Console,
             workers: 0,
             default_application: "default".into(),
-            applications: vec![Application { name: "default".into(), response_check: false }],
+            applications: vec![Application {
+                name: "default".into(),
+                response_check: false,
+            }],
             limits: Limits::default(),
             audit: Audit::default(),
         }
@@ -170,7 +178,10 @@ impl Config {
 
     /// Parses and validates configuration text.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let err = |message: String| ConfigError { path: None, message };
+        let err = |message: String| ConfigError {
+            path: None,
+            message,
+        };
         // An empty file is a valid "all defaults" configuration.
         let raw: RawConfig = if text.trim().is_empty() {
             serde_yaml::from_str("{}")
@@ -217,7 +228,11 @@ impl Config {
         if let Some(d) = raw.default_application {
             cfg.default_application = d;
         }
-        if !cfg.applications.iter().any(|a| a.name == cfg.default_application) {
+        if !cfg
+            .applications
+            .iter()
+            .any(|a| a.name == cfg.default_application)
+        {
             return Err(err(format!(
                 "default_application: {:?} is not in applications",
                 cfg.default_application
@@ -225,7 +240,9 @@ impl Config {
         }
         if let Some(l) = raw.limits {
             if l.max_frame_size < 256 {
-                return Err(err("limits.max_frame_size: below SPOP's minimum of 256".into()));
+                return Err(err(
+                    "limits.max_frame_size: below SPOP's minimum of 256".into()
+                ));
             }
             cfg.limits = l;
         }
@@ -243,7 +260,9 @@ impl Config {
         if self.workers > 0 {
             self.workers
         } else {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         }
     }
 
@@ -252,15 +271,24 @@ impl Config {
         self.applications
             .iter()
             .find(|a| a.name.as_bytes() == name)
-            .or_else(|| self.applications.iter().find(|a| a.name == self.default_application))
+            .or_else(|| {
+                self.applications
+                    .iter()
+                    .find(|a| a.name == self.default_application)
+            })
             .unwrap_or(&self.applications[0])
     }
 }
 
 fn parse_bind(s: &str) -> Result<SocketAddr, String> {
     // coraza-spoa accepts ":9000" for "all interfaces".
-    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_string() };
-    full.parse().map_err(|_| format!("bind: {s:?} is not an address:port"))
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.parse()
+        .map_err(|_| format!("bind: {s:?} is not an address:port"))
 }
 
 /// Rewrites serde's message for the keys coraza-spoa had and we deliberately dropped.

@@ -25,6 +25,7 @@
 //! - [`config`]: `config.yaml`.
 
 pub mod audit;
+pub mod check;
 pub mod config;
 pub mod engine;
 pub mod seclang;

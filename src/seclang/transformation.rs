@@ -5,8 +5,9 @@
 //! rules with this module alone. An unknown name is a compile error, never a skip.
 
 /// A transformation applied to a value before an operator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Transformation {
     Base64Decode,
     Base64DecodeExt,
@@ -88,7 +89,11 @@ impl Transformation {
 
     /// The canonical SecLang name.
     pub fn name(self) -> &'static str {
-        Self::TABLE.iter().find(|&&(_, t)| t == self).map(|&(n, _)| n).unwrap_or("?")
+        Self::TABLE
+            .iter()
+            .find(|&&(_, t)| t == self)
+            .map(|&(n, _)| n)
+            .unwrap_or("?")
     }
 }
 
@@ -102,7 +107,10 @@ mod tests {
             assert_eq!(Transformation::from_name(n), Some(t));
             assert_eq!(Transformation::from_name(t.name()), Some(t));
         }
-        assert_eq!(Transformation::from_name("utf8ToUnicode"), Some(Transformation::Utf8ToUnicode));
+        assert_eq!(
+            Transformation::from_name("utf8ToUnicode"),
+            Some(Transformation::Utf8ToUnicode)
+        );
         assert_eq!(Transformation::from_name("nope"), None);
     }
 }

@@ -1,0 +1,659 @@
+//! Rule evaluation: phases, chains, matching, actions.
+//!
+//! Semantics (ModSecurity v2 / Coraza, which CRS relies on):
+//! - Rules run in configuration order within a phase; `skipAfter` skips to the named marker,
+//!   `skip:n` skips the next n rules; both work in every engine mode.
+//! - A rule is evaluated target by target, value by value; each value goes through the rule's
+//!   transformation pipeline (with `multiMatch`, the operator also runs before and after every
+//!   step). Every matching value sets MATCHED_VAR(S)/_NAME(S), captures into TX:0–9 when the
+//!   rule has `capture`, and runs the rule's non-disruptive actions (`setvar`, `ctl`) at once,
+//!   even when a later chain link fails.
+//! - A chain link runs only when the previous link matched; the rule matches when every link
+//!   did. Then the flow actions run, the match is recorded (message and data expanded), and the
+//!   disruptive action takes effect only when the engine is On for this transaction.
+
+use super::operators::{self, CompiledOp};
+use super::ruleset::{
+    CDisruptive, CEffect, CKey, CLink, CMacro, CPart, CRule, CSelector, CTarget, Ruleset,
+};
+use super::transaction::{
+    InterruptAction, Interruption, MatchedRule, RequestData, State, Transaction,
+};
+use super::variables::{self, ExtraExclusion, KeySrc, ValueRef};
+use crate::seclang::ir::{AllowScope, Ctl, RuleEngineMode, SetVarOp, Variable};
+
+/// At most this many matches are recorded per transaction (memory bound on hostile input).
+const MAX_RECORDED_MATCHES: usize = 512;
+/// Logged values are cut to this many bytes.
+const MAX_LOGGED_VALUE: usize = 256;
+
+/// A target removed from some rules by `ctl:ruleRemoveTarget*` for this transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct RemovedTarget {
+    pub rules: RuleSelector,
+    pub var: Variable,
+    pub key: Option<Vec<u8>>,
+    pub xpath: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum RuleSelector {
+    Ids(Vec<(u32, u32)>),
+    Tag(String),
+    Msg(String),
+}
+
+pub(crate) fn run_phase(t: &mut Transaction<'_>, phase: u8) {
+    let rs = t.rs;
+    for &ri in &rs.phases[usize::from(phase)] {
+        if t.st.interruption.is_some() && phase != 5 {
+            break;
+        }
+        let rule = &rs.rules[ri as usize];
+        if let Some(m) = rule.marker {
+            if t.st.skip_after == Some(m) {
+                t.st.skip_after = None;
+            }
+            continue;
+        }
+        if t.st.skip_after.is_some() {
+            continue;
+        }
+        if t.st.skip > 0 {
+            t.st.skip -= 1;
+            continue;
+        }
+        match t.st.allow {
+            Some(AllowScope::Transaction) => break,
+            Some(AllowScope::Phase) => break,
+            Some(AllowScope::Request) if phase <= 2 => break,
+            _ => {}
+        }
+        if is_removed(&t.st, rule) {
+            continue;
+        }
+        t.st.matched_vars.clear();
+        eval_rule(t, ri, rule, phase);
+    }
+    if t.st.allow == Some(AllowScope::Phase)
+        || (t.st.allow == Some(AllowScope::Request) && phase == 2)
+    {
+        t.st.allow = None;
+    }
+    t.st.skip = 0;
+}
+
+fn is_removed(st: &State, rule: &CRule) -> bool {
+    if rule.id != 0
+        && st
+            .removed_ranges
+            .iter()
+            .any(|&(a, b)| a <= rule.id && rule.id <= b)
+    {
+        return true;
+    }
+    if !st.removed_tags.is_empty() && rule.tags.iter().any(|t| st.removed_tags.contains(t)) {
+        return true;
+    }
+    false
+}
+
+fn rule_selected(sel: &RuleSelector, rule: &CRule, rs: &Ruleset) -> bool {
+    let _ = rs;
+    match sel {
+        RuleSelector::Ids(r) => {
+            rule.id != 0 && r.iter().any(|&(a, b)| a <= rule.id && rule.id <= b)
+        }
+        RuleSelector::Tag(t) => rule.tags.iter().any(|x| x == t),
+        RuleSelector::Msg(m) => rule.msg.as_ref().and_then(|x| x.literal()) == Some(m.as_bytes()),
+    }
+}
+
+fn eval_rule(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
+    let chained = rule.links.len() > 1;
+    for li in 0..rule.links.len() {
+        if !eval_link(t, ri, rule, li, chained) {
+            return;
+        }
+    }
+    // The whole rule matched.
+    if chained || rule.links.first().is_some_and(|l| l.is_action) {
+        record(t, ri, rule, phase);
+    }
+    if rule.skip > 0 {
+        t.st.skip = rule.skip;
+    }
+    if let Some(m) = rule.skip_after {
+        t.st.skip_after = Some(m);
+    }
+    let on = t.st.engine.unwrap_or(t.rs.settings.rule_engine) == RuleEngineMode::On;
+    match &rule.disruptive {
+        CDisruptive::Pass => {}
+        CDisruptive::Allow(scope) => {
+            if on {
+                t.st.allow = Some(*scope);
+            }
+        }
+        d @ (CDisruptive::Deny | CDisruptive::Drop | CDisruptive::Redirect(_)) => {
+            if on && t.st.interruption.is_none() {
+                let (action, data) = match d {
+                    CDisruptive::Deny => (InterruptAction::Deny, String::new()),
+                    CDisruptive::Drop => (InterruptAction::Drop, String::new()),
+                    CDisruptive::Redirect(m) => {
+                        let mut out = std::mem::take(&mut t.sc.expand);
+                        expand(t.rs, &t.req, &t.st, m, &mut t.sc.temp, &mut out);
+                        let s = String::from_utf8_lossy(&out).into_owned();
+                        t.sc.expand = out;
+                        (InterruptAction::Redirect, s)
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                let default_status = if action == InterruptAction::Redirect {
+                    302
+                } else {
+                    403
+                };
+                t.st.interruption = Some(Interruption {
+                    rule_id: rule.id,
+                    action,
+                    status: rule.status.unwrap_or(default_status),
+                    data,
+                });
+            }
+        }
+    }
+}
+
+/// Evaluates one link; returns whether it matched.
+fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained: bool) -> bool {
+    let rs = t.rs;
+    let link = &rule.links[li];
+    if link.is_action {
+        run_effects(t, link);
+        return true;
+    }
+    // Gather the values to test.
+    let mut values = std::mem::take(&mut t.sc.values);
+    values.clear();
+    t.sc.temp.clear();
+    for target in &link.targets {
+        let mut extra: Vec<ExtraExclusion<'_>> = Vec::new();
+        let mut skip_target = false;
+        if li == 0 && !t.st.removed_targets.is_empty() {
+            for rt in &t.st.removed_targets {
+                if rt.var != target.var || !rule_selected(&rt.rules, rule, rs) {
+                    continue;
+                }
+                match (&rt.key, &rt.xpath) {
+                    (None, None) => skip_target = true,
+                    (_, Some(x)) => {
+                        let is_attr = matches!(target.sel, CSelector::XmlAttr);
+                        if (x == "//@*") == is_attr {
+                            skip_target = true;
+                        }
+                    }
+                    (Some(k), None) => extra.push(ExtraExclusion::Key(k)),
+                }
+            }
+        }
+        if skip_target {
+            continue;
+        }
+        variables::collect(
+            rs,
+            &t.req,
+            &t.st,
+            target,
+            &extra,
+            &mut t.sc.regex_caches,
+            &mut t.sc.temp,
+            &mut values,
+        );
+    }
+    // Expand the operator argument once per link.
+    let mut arg = std::mem::take(&mut t.sc.arg);
+    arg.clear();
+    if let Some(m) = &link.op_arg {
+        let mut scratch = std::mem::take(&mut t.sc.expand);
+        expand(rs, &t.req, &t.st, m, &mut scratch, &mut arg);
+        t.sc.expand = scratch;
+    }
+    let mut matched = false;
+    let n_steps = if link.multi_match {
+        link.pipeline_steps.len() + 1
+    } else {
+        1
+    };
+    for vr in &values {
+        let key = vr.cache_key();
+        let mut prev: Option<super::cache::Loc> = None;
+        for step in 0..n_steps {
+            let node = match (link.multi_match, step) {
+                (false, _) => link.pipeline,
+                (true, 0) => 0,
+                (true, s) => link.pipeline_steps[s - 1],
+            };
+            let raw = variables::bytes(&t.req, &t.sc.temp, vr);
+            let loc = t.cache.transform(&rs.pipelines, key, raw, node);
+            // multiMatch: only re-test when the step changed the value.
+            if link.multi_match && prev == Some(loc) {
+                continue;
+            }
+            prev = Some(loc);
+            let value = t.cache.get(raw, loc);
+            let found = operator(
+                rs,
+                link,
+                value,
+                &arg,
+                &mut t.sc.regex_caches,
+                &mut t.sc.captures,
+            );
+            if found.is_some() != link.negated {
+                matched = true;
+                let value = value.to_vec();
+                on_match(t, ri, rule, li, link, vr, &value, found.as_ref(), chained);
+            }
+        }
+    }
+    t.sc.arg = arg;
+    values.clear();
+    t.sc.values = values;
+    matched
+}
+
+/// Runs the operator; `Some` with the match information when it matched (before negation).
+fn operator(
+    rs: &Ruleset,
+    link: &CLink,
+    value: &[u8],
+    arg: &[u8],
+    regex_caches: &mut [regex_automata::meta::Cache],
+    captures: &mut [Option<regex_automata::util::captures::Captures>],
+) -> Option<operators::MatchInfo> {
+    use operators::MatchInfo;
+    let span = |s: Option<(usize, usize)>| {
+        s.map(|s| MatchInfo {
+            span: Some(s),
+            text: None,
+        })
+    };
+    match &link.op {
+        CompiledOp::Rx(i) => {
+            let re = &rs.regexes[*i as usize];
+            let cache = &mut regex_caches[*i as usize];
+            if link.capture {
+                let caps = captures[*i as usize].get_or_insert_with(|| re.create_captures());
+                re.search_captures_with(cache, &regex_automata::Input::new(value), caps);
+                caps.get_match().map(|m| MatchInfo {
+                    span: Some((m.start(), m.end())),
+                    text: None,
+                })
+            } else {
+                re.search_half_with(cache, &regex_automata::Input::new(value).earliest(true))
+                    .map(|_| MatchInfo::default())
+            }
+        }
+        CompiledOp::Pm(i) => span(operators::pm::find(&rs.phrase_sets[*i as usize], value)),
+        CompiledOp::Num(op) => operators::numeric(*op, value, arg).then(MatchInfo::default),
+        CompiledOp::Str(op) => span(operators::string(*op, value, arg)),
+        CompiledOp::ByteRange(set) => span(operators::byte_range(set, value)),
+        CompiledOp::IpMatch(nets) => operators::ip_match(nets, value).then(MatchInfo::default),
+        CompiledOp::ValidateUrlEncoding => span(operators::invalid_url_encoding(value)),
+        CompiledOp::ValidateUtf8Encoding => span(operators::invalid_utf8(value)),
+        CompiledOp::DetectSqli => operators::detect_sqli(value).map(|fp| MatchInfo {
+            span: None,
+            text: Some(fp),
+        }),
+        CompiledOp::DetectXss => operators::detect_xss(value).then(MatchInfo::default),
+        CompiledOp::Unconditional => Some(MatchInfo::default()),
+        CompiledOp::NoMatch => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_match(
+    t: &mut Transaction<'_>,
+    ri: u32,
+    rule: &CRule,
+    li: usize,
+    link: &CLink,
+    vr: &ValueRef,
+    value: &[u8],
+    found: Option<&operators::MatchInfo>,
+    chained: bool,
+) {
+    // MATCHED_VAR, MATCHED_VAR_NAME, MATCHED_VARS.
+    let st = &mut t.st;
+    st.matched_var.clear();
+    st.matched_var.extend_from_slice(value);
+    let mut name = std::mem::take(&mut st.matched_var_name);
+    variables::write_name(&t.req, &t.sc.temp, vr, &mut name);
+    st.matched_vars.push(&name, value);
+    st.matched_var_name = name;
+
+    // Captures into TX:0..9.
+    if link.capture {
+        if let Some(info) = found {
+            capture(t, link, value, info);
+        }
+    }
+    run_effects(t, link);
+
+    // A single-link rule records each matching value, with message and data expanded now.
+    if !chained && li == 0 {
+        record(t, ri, rule, rule.phase);
+    }
+}
+
+fn capture(t: &mut Transaction<'_>, link: &CLink, value: &[u8], info: &operators::MatchInfo) {
+    let rs = t.rs;
+    let slots = rs.capture_slots;
+    match (&link.op, info) {
+        (CompiledOp::Rx(i), _) => {
+            let Some(caps) = t.sc.captures[*i as usize].as_ref() else {
+                return;
+            };
+            let n = caps.group_len().min(10);
+            for (g, &slot) in slots.iter().enumerate() {
+                if g < n {
+                    let v = caps
+                        .get_group(g)
+                        .map(|s| &value[s.start..s.end])
+                        .unwrap_or(&[]);
+                    t.st.tx.set_slot(slot, v);
+                } else {
+                    t.st.tx.delete_slot(slot);
+                }
+            }
+        }
+        (
+            _,
+            operators::MatchInfo {
+                text: Some(text), ..
+            },
+        ) => {
+            t.st.tx.set_slot(slots[0], text);
+        }
+        (
+            _,
+            operators::MatchInfo {
+                span: Some((s, e)), ..
+            },
+        ) => {
+            t.st.tx.set_slot(slots[0], &value[*s..*e]);
+        }
+        _ => {}
+    }
+}
+
+/// Runs a link's `setvar` / `ctl` / `initcol` actions in the order written.
+fn run_effects(t: &mut Transaction<'_>, link: &CLink) {
+    for e in &link.effects {
+        match e {
+            CEffect::SetVar {
+                collection,
+                key,
+                op,
+                value,
+            } => setvar(t, *collection, key, *op, value),
+            CEffect::Ctl(c) => ctl(t, c),
+            CEffect::InitCol => {}
+        }
+    }
+}
+
+fn setvar(t: &mut Transaction<'_>, collection: Variable, key: &CKey, op: SetVarOp, value: &CMacro) {
+    let rs = t.rs;
+    // Expand the value.
+    let mut val = std::mem::take(&mut t.sc.expand);
+    val.clear();
+    let mut scratch = Vec::new();
+    std::mem::swap(&mut scratch, &mut t.sc.key);
+    if op != SetVarOp::Delete {
+        expand(rs, &t.req, &t.st, value, &mut scratch, &mut val);
+    }
+    // Resolve the key.
+    let mut keybuf: Vec<u8> = Vec::new();
+    let slot = match key {
+        CKey::Slot(s) => Some(*s),
+        CKey::Literal(k) => {
+            keybuf.extend_from_slice(k);
+            None
+        }
+        CKey::Dynamic(m) => {
+            expand(rs, &t.req, &t.st, m, &mut scratch, &mut keybuf);
+            keybuf.make_ascii_lowercase();
+            if collection == Variable::Tx {
+                rs.tx_slot(&keybuf)
+            } else {
+                None
+            }
+        }
+    };
+    if collection == Variable::Tx {
+        let current = match slot {
+            Some(s) => t.st.tx.slot(s),
+            None => t.st.tx.get_dynamic(&keybuf),
+        };
+        let newv: Option<Vec<u8>> = match op {
+            SetVarOp::Set => Some(val.clone()),
+            SetVarOp::Add | SetVarOp::Sub => {
+                let cur = current.map(operators::to_number).unwrap_or(0);
+                let d = operators::to_number(&val);
+                let n = if op == SetVarOp::Add {
+                    cur.saturating_add(d)
+                } else {
+                    cur.saturating_sub(d)
+                };
+                Some(n.to_string().into_bytes())
+            }
+            SetVarOp::Delete => None,
+        };
+        match (slot, newv) {
+            (Some(s), Some(v)) => t.st.tx.set_slot(s, &v),
+            (Some(s), None) => t.st.tx.delete_slot(s),
+            (None, Some(v)) => t.st.tx.set_dynamic(&keybuf, &v),
+            (None, None) => t.st.tx.delete_dynamic(&keybuf),
+        }
+    } else {
+        let pos =
+            t.st.others
+                .iter()
+                .position(|(c, k, _)| *c == collection && *k == keybuf);
+        match op {
+            SetVarOp::Delete => {
+                if let Some(p) = pos {
+                    t.st.others.remove(p);
+                }
+            }
+            _ => {
+                let cur = pos
+                    .map(|p| operators::to_number(&t.st.others[p].2))
+                    .unwrap_or(0);
+                let v = match op {
+                    SetVarOp::Add => cur
+                        .saturating_add(operators::to_number(&val))
+                        .to_string()
+                        .into_bytes(),
+                    SetVarOp::Sub => cur
+                        .saturating_sub(operators::to_number(&val))
+                        .to_string()
+                        .into_bytes(),
+                    _ => val.clone(),
+                };
+                match pos {
+                    Some(p) => t.st.others[p].2 = v,
+                    None => t.st.others.push((collection, keybuf, v)),
+                }
+            }
+        }
+    }
+    t.sc.expand = val;
+    t.sc.key = scratch;
+}
+
+fn ctl(t: &mut Transaction<'_>, c: &Ctl) {
+    let st = &mut t.st;
+    match c {
+        Ctl::RuleEngine(m) => st.engine = Some(*m),
+        Ctl::AuditEngine(a) => st.audit_engine = Some(*a),
+        Ctl::RequestBodyAccess(b) => st.request_body_access = Some(*b),
+        Ctl::ResponseBodyAccess(b) => st.response_body_access = Some(*b),
+        Ctl::RequestBodyProcessor(p) => st.body_processor_override = Some(*p),
+        Ctl::ForceRequestBodyVariable(b) => st.force_request_body_var = *b,
+        Ctl::RequestBodyLimit(n) => st.request_body_limit = Some(*n),
+        Ctl::RuleRemoveById(r) => st.removed_ranges.extend_from_slice(r),
+        Ctl::RuleRemoveByTag(tag) => {
+            if !st.removed_tags.contains(tag) {
+                st.removed_tags.push(tag.clone())
+            }
+        }
+        Ctl::RuleRemoveByMsg(m) => st.removed_msgs.push(m.clone()),
+        Ctl::RuleRemoveTargetById { ranges, target } => st
+            .removed_targets
+            .push(removed(RuleSelector::Ids(ranges.clone()), target)),
+        Ctl::RuleRemoveTargetByTag { tag, target } => st
+            .removed_targets
+            .push(removed(RuleSelector::Tag(tag.clone()), target)),
+        Ctl::RuleRemoveTargetByMsg { msg, target } => st
+            .removed_targets
+            .push(removed(RuleSelector::Msg(msg.clone()), target)),
+    }
+}
+
+fn removed(rules: RuleSelector, target: &crate::seclang::ir::TargetRef) -> RemovedTarget {
+    use crate::seclang::ir::Selector;
+    let (key, xpath) = match &target.selector {
+        Selector::All => (None, None),
+        Selector::Key(k) => (Some(k.as_bytes().to_vec()), None),
+        // A regex key in a ctl removal is compared as written (rare; documented).
+        Selector::Regex(r) => (Some(r.as_bytes().to_vec()), None),
+        Selector::XPath(x) => (None, Some(x.clone())),
+    };
+    RemovedTarget {
+        rules,
+        var: target.variable,
+        key,
+        xpath,
+    }
+}
+
+/// Records a rule match with its message and data expanded now.
+fn record(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
+    if rule.id == 0 || t.st.matches.len() >= MAX_RECORDED_MATCHES {
+        return;
+    }
+    let (msg, data) = if rule.log || rule.auditlog {
+        let mut scratch = std::mem::take(&mut t.sc.key);
+        let mut out = std::mem::take(&mut t.sc.expand);
+        let text = |m: &Option<CMacro>,
+                    t: &Transaction<'_>,
+                    scratch: &mut Vec<u8>,
+                    out: &mut Vec<u8>|
+         -> String {
+            match m {
+                Some(m) => {
+                    out.clear();
+                    expand(t.rs, &t.req, &t.st, m, scratch, out);
+                    String::from_utf8_lossy(out).into_owned()
+                }
+                None => String::new(),
+            }
+        };
+        let msg = text(&rule.msg, t, &mut scratch, &mut out);
+        let data = text(&rule.logdata, t, &mut scratch, &mut out);
+        t.sc.key = scratch;
+        t.sc.expand = out;
+        (msg, data)
+    } else {
+        (String::new(), String::new())
+    };
+    let value = &t.st.matched_var[..t.st.matched_var.len().min(MAX_LOGGED_VALUE)];
+    let disruptive = match rule.disruptive {
+        CDisruptive::Pass => "pass",
+        CDisruptive::Deny => "deny",
+        CDisruptive::Drop => "drop",
+        CDisruptive::Allow(_) => "allow",
+        CDisruptive::Redirect(_) => "redirect",
+    };
+    t.st.matches.push(MatchedRule {
+        id: rule.id,
+        phase,
+        msg,
+        data,
+        severity: rule.severity,
+        rule: ri,
+        log: rule.log,
+        auditlog: rule.auditlog,
+        var_name: String::from_utf8_lossy(&t.st.matched_var_name).into_owned(),
+        value: String::from_utf8_lossy(value).into_owned(),
+        disruptive,
+    });
+}
+
+/// Expands a macro string into `out` (appending).
+pub(crate) fn expand(
+    rs: &Ruleset,
+    req: &RequestData,
+    st: &State,
+    m: &CMacro,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    for p in &m.parts {
+        match p {
+            CPart::Lit(l) => out.extend_from_slice(l),
+            CPart::TxSlot(s) => {
+                if let Some(v) = st.tx.slot(*s) {
+                    out.extend_from_slice(v)
+                }
+            }
+            CPart::Var(var, key) => macro_var(rs, req, st, *var, key.as_deref(), scratch, out),
+        }
+    }
+}
+
+fn macro_var(
+    rs: &Ruleset,
+    req: &RequestData,
+    st: &State,
+    var: Variable,
+    key: Option<&[u8]>,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    match (var, key) {
+        (Variable::MatchedVar, _) => out.extend_from_slice(&st.matched_var),
+        (Variable::MatchedVarName, _) => out.extend_from_slice(&st.matched_var_name),
+        (Variable::Tx, Some(k)) => {
+            if let Some(v) = st.tx.get_dynamic(k) {
+                out.extend_from_slice(v);
+            }
+        }
+        _ => {
+            // Generic path: collect the target and take its first value.
+            let target = CTarget {
+                var,
+                sel: match key {
+                    Some(k) => CSelector::Key(k.to_vec()),
+                    None => CSelector::All,
+                },
+                count: false,
+                exclusions: Vec::new(),
+            };
+            let mut vals = Vec::new();
+            scratch.clear();
+            let mut caches: Vec<regex_automata::meta::Cache> = Vec::new();
+            variables::collect(rs, req, st, &target, &[], &mut caches, scratch, &mut vals);
+            if let Some(v) = vals.first() {
+                out.extend_from_slice(variables::bytes(req, scratch, v));
+            }
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn key_src_is_none(k: &KeySrc) -> bool {
+    matches!(k, KeySrc::None)
+}

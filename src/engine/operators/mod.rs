@@ -1,0 +1,322 @@
+//! Operators: the test a rule applies to each (transformed) value.
+//!
+//! Owns the compiled form of each operator and its evaluation. Grouped by family: [`rx`]
+//! (regular expressions and their semantics), [`pm`] (phrase matching), and the small
+//! string, numeric, validation, network and libinjection operators below. Must not read
+//! transaction state itself: macro arguments arrive already expanded.
+
+pub mod pm;
+pub mod rx;
+
+use std::net::IpAddr;
+
+/// The part of an operator fixed at compile time.
+#[derive(Debug)]
+pub enum CompiledOp {
+    /// Index into `Ruleset::regexes`.
+    Rx(u32),
+    /// Index into `Ruleset::phrase_sets`.
+    Pm(u32),
+    /// Numeric comparison against an expanded argument.
+    Num(NumOp),
+    /// String comparison against an expanded argument.
+    Str(StrOp),
+    ByteRange(Box<[u64; 4]>),
+    IpMatch(Vec<Network>),
+    ValidateUrlEncoding,
+    ValidateUtf8Encoding,
+    DetectSqli,
+    DetectXss,
+    Unconditional,
+    NoMatch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    Eq,
+    Ge,
+    Gt,
+    Le,
+    Lt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrOp {
+    BeginsWith,
+    Contains,
+    ContainsWord,
+    EndsWith,
+    Streq,
+    StrMatch,
+    Within,
+}
+
+/// A network for `@ipMatch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+/// Result of an operator that matched: what it matched, for TX:0 and the log.
+#[derive(Debug, Default)]
+pub struct MatchInfo {
+    /// Byte range of the match in the value (regex, phrase, substring operators).
+    pub span: Option<(usize, usize)>,
+    /// Text that is not a slice of the value (libinjection fingerprint).
+    pub text: Option<Vec<u8>>,
+}
+
+/// ModSecurity's numeric conversion: optional sign, leading digits, anything else ignored;
+/// no digits at all is 0 (C `atoi` semantics, which CRS's `@lt`/`@ge` rely on).
+pub fn to_number(v: &[u8]) -> i64 {
+    let s = trim_ascii(v);
+    let (neg, digits) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut n: i64 = 0;
+    for &b in digits.iter().take_while(|b| b.is_ascii_digit()) {
+        n = n.saturating_mul(10).saturating_add(i64::from(b - b'0'));
+    }
+    if neg {
+        -n
+    } else {
+        n
+    }
+}
+
+fn trim_ascii(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+pub fn numeric(op: NumOp, value: &[u8], arg: &[u8]) -> bool {
+    let (a, b) = (to_number(value), to_number(arg));
+    match op {
+        NumOp::Eq => a == b,
+        NumOp::Ge => a >= b,
+        NumOp::Gt => a > b,
+        NumOp::Le => a <= b,
+        NumOp::Lt => a < b,
+    }
+}
+
+/// String operators; returns the matched span within `value` when there is one.
+pub fn string(op: StrOp, value: &[u8], arg: &[u8]) -> Option<(usize, usize)> {
+    match op {
+        StrOp::BeginsWith => value.starts_with(arg).then_some((0, arg.len())),
+        StrOp::EndsWith => value
+            .ends_with(arg)
+            .then(|| (value.len() - arg.len(), value.len())),
+        StrOp::Streq => (value == arg).then_some((0, value.len())),
+        StrOp::Contains | StrOp::StrMatch => {
+            memchr::memmem::find(value, arg).map(|i| (i, i + arg.len()))
+        }
+        StrOp::ContainsWord => contains_word(value, arg),
+        // `@within`: the value is a substring of the argument. An empty value is never
+        // "within" (ModSecurity returns no match for empty input).
+        StrOp::Within => (!value.is_empty() && memchr::memmem::find(arg, value).is_some())
+            .then_some((0, value.len())),
+    }
+}
+
+fn contains_word(value: &[u8], word: &[u8]) -> Option<(usize, usize)> {
+    if word.is_empty() {
+        return None;
+    }
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&value[from..], word) {
+        let s = from + i;
+        let e = s + word.len();
+        let left_ok = s == 0 || !is_word(value[s - 1]);
+        let right_ok = e == value.len() || !is_word(value[e]);
+        if left_ok && right_ok {
+            return Some((s, e));
+        }
+        from = s + 1;
+    }
+    None
+}
+
+/// `@validateByteRange`: matches when some byte is outside the allowed set.
+pub fn byte_range(allowed: &[u64; 4], value: &[u8]) -> Option<(usize, usize)> {
+    value
+        .iter()
+        .position(|&b| allowed[usize::from(b >> 6)] & (1u64 << (b & 63)) == 0)
+        .map(|i| (i, i + 1))
+}
+
+/// `@validateUrlEncoding`: matches on a `%` not followed by two hex digits.
+pub fn invalid_url_encoding(value: &[u8]) -> Option<(usize, usize)> {
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'%', &value[i..]) {
+        let at = i + p;
+        let ok = value.get(at + 1).is_some_and(u8::is_ascii_hexdigit)
+            && value.get(at + 2).is_some_and(u8::is_ascii_hexdigit);
+        if !ok {
+            return Some((at, (at + 3).min(value.len())));
+        }
+        i = at + 3;
+    }
+    None
+}
+
+/// `@validateUtf8Encoding`: matches on any invalid, overlong or surrogate sequence.
+pub fn invalid_utf8(value: &[u8]) -> Option<(usize, usize)> {
+    match std::str::from_utf8(value) {
+        Ok(_) => None,
+        Err(e) => {
+            let s = e.valid_up_to();
+            Some((s, s + e.error_len().unwrap_or(value.len() - s)))
+        }
+    }
+}
+
+pub fn ip_match(nets: &[Network], value: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(trim_ascii(value)) else {
+        return false;
+    };
+    let Ok(ip) = s.parse::<IpAddr>() else {
+        return false;
+    };
+    nets.iter().any(|n| in_network(n, ip))
+}
+
+fn in_network(n: &Network, ip: IpAddr) -> bool {
+    let (a, b): (Vec<u8>, Vec<u8>) = match (n.addr, ip) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets().to_vec(), b.octets().to_vec()),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (a.octets().to_vec(), b.octets().to_vec()),
+        (IpAddr::V4(a), IpAddr::V6(b)) => match b.to_ipv4_mapped() {
+            Some(b4) => (a.octets().to_vec(), b4.octets().to_vec()),
+            None => return false,
+        },
+        (IpAddr::V6(_), IpAddr::V4(_)) => return false,
+    };
+    let full = usize::from(n.prefix / 8);
+    let rem = n.prefix % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    if rem == 0 {
+        return true;
+    }
+    let mask = 0xffu8 << (8 - rem);
+    (a[full] & mask) == (b[full] & mask)
+}
+
+/// Most bytes of one value handed to libinjection: its cost grows with input and its XSS
+/// scanner runs at tens of MB/s, so a huge value is inspected on its first part only.
+pub const LIBINJECTION_MAX_BYTES: usize = 64 * 1024;
+
+/// `@detectSQLi`: the fingerprint when libinjection says SQL injection.
+pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
+    let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
+    let r = libinjectionrs::detect_sqli(v);
+    if r.is_injection() {
+        Some(
+            r.fingerprint
+                .map(|f| f.as_str().as_bytes().to_vec())
+                .unwrap_or_default(),
+        )
+    } else {
+        None
+    }
+}
+
+/// `@detectXSS`.
+pub fn detect_xss(value: &[u8]) -> bool {
+    let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
+    libinjectionrs::detect_xss(v).is_injection()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_follow_atoi() {
+        assert_eq!(to_number(b"12abc"), 12);
+        assert_eq!(to_number(b" -3"), -3);
+        assert_eq!(to_number(b"abc"), 0);
+        assert_eq!(to_number(b""), 0);
+        assert!(numeric(NumOp::Lt, b"1", b"2"));
+        assert!(numeric(NumOp::Ge, b"5", b"5"));
+        assert!(!numeric(NumOp::Eq, b"0", b"1"));
+    }
+
+    #[test]
+    fn string_operators() {
+        assert_eq!(string(StrOp::BeginsWith, b"GET /", b"GET"), Some((0, 3)));
+        assert_eq!(string(StrOp::EndsWith, b"a.pdf", b".pdf"), Some((1, 5)));
+        assert_eq!(
+            string(StrOp::Within, b"GET", b"GET HEAD POST"),
+            Some((0, 3))
+        );
+        assert_eq!(string(StrOp::Within, b"", b"GET HEAD"), None);
+        assert_eq!(string(StrOp::Within, b"PUT", b"GET HEAD"), None);
+        assert_eq!(
+            string(StrOp::ContainsWord, b"select x", b"select"),
+            Some((0, 6))
+        );
+        assert_eq!(string(StrOp::ContainsWord, b"selected", b"select"), None);
+        assert_eq!(string(StrOp::Streq, b"POST", b"POST"), Some((0, 4)));
+    }
+
+    #[test]
+    fn validators() {
+        let mut set = [0u64; 4];
+        for b in 32u8..=126 {
+            set[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        assert_eq!(byte_range(&set, b"abc"), None);
+        assert_eq!(byte_range(&set, b"a\x01c"), Some((1, 2)));
+        assert_eq!(invalid_url_encoding(b"a%20b"), None);
+        assert!(invalid_url_encoding(b"a%2").is_some());
+        assert!(invalid_url_encoding(b"%zz").is_some());
+        assert_eq!(invalid_utf8("é".as_bytes()), None);
+        assert!(invalid_utf8(b"\xc0\xaf").is_some());
+        assert!(invalid_utf8(b"\xed\xa0\x80").is_some());
+    }
+
+    #[test]
+    fn networks() {
+        let nets = vec![
+            Network {
+                addr: "127.0.0.1".parse().unwrap(),
+                prefix: 32,
+            },
+            Network {
+                addr: "10.0.0.0".parse().unwrap(),
+                prefix: 8,
+            },
+            Network {
+                addr: "::1".parse().unwrap(),
+                prefix: 128,
+            },
+        ];
+        assert!(ip_match(&nets, b"127.0.0.1"));
+        assert!(ip_match(&nets, b"10.200.1.1"));
+        assert!(ip_match(&nets, b"::1"));
+        assert!(ip_match(&nets, b"::ffff:10.1.1.1"));
+        assert!(!ip_match(&nets, b"192.168.1.1"));
+        assert!(!ip_match(&nets, b"not an ip"));
+    }
+
+    #[test]
+    fn libinjection() {
+        assert!(detect_sqli(b"1' OR '1'='1").is_some());
+        assert!(detect_sqli(b"hello world").is_none());
+        assert!(detect_xss(b"<script>alert(1)</script>"));
+        assert!(!detect_xss(b"hello"));
+    }
+}

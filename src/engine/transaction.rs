@@ -1,0 +1,710 @@
+//! One HTTP transaction under evaluation, and the worker-owned state it reuses.
+//!
+//! A worker keeps one [`Transaction`] and calls [`Transaction::reset`] between requests: every
+//! buffer (collections, transformation cache, regex caches) keeps its capacity, so steady-state
+//! evaluation does not allocate for storage. Feeding order: connection, request line, headers,
+//! body, then [`Transaction::process_request`] (phases 1–2); for responses the response status,
+//! headers and body, then [`Transaction::process_response`] (phases 3–4);
+//! [`Transaction::process_logging`] runs phase 5.
+
+use regex_automata::meta;
+
+use super::body::{self, BodyLimits, BodySink};
+use super::cache::TransformCache;
+use super::collection::{Pairs, VarStore};
+use super::ruleset::Ruleset;
+use crate::seclang::ir::{AllowScope, AuditEngine, BodyProcessor, LimitAction, RuleEngineMode};
+
+/// What the engine decided for the transaction so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interruption {
+    pub rule_id: u32,
+    pub action: InterruptAction,
+    pub status: u16,
+    /// Redirect target (`redirect:` actions).
+    pub data: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterruptAction {
+    Deny,
+    Drop,
+    Redirect,
+}
+
+impl InterruptAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            InterruptAction::Deny => "deny",
+            InterruptAction::Drop => "drop",
+            InterruptAction::Redirect => "redirect",
+        }
+    }
+}
+
+/// One rule match, as logged: the rule and the expanded message and data.
+#[derive(Debug, Clone)]
+pub struct MatchedRule {
+    pub id: u32,
+    pub phase: u8,
+    pub msg: String,
+    pub data: String,
+    pub severity: Option<u8>,
+    /// Index of the rule in the ruleset (for tags, file, line).
+    pub(crate) rule: u32,
+    /// `log` (error-log line) and `auditlog` flags of the rule.
+    pub log: bool,
+    pub auditlog: bool,
+    /// Name of the variable that matched last (`ARGS:q`) and its (transformed) value.
+    pub var_name: String,
+    pub value: String,
+    /// The disruptive action this rule asked for (`pass` when none).
+    pub disruptive: &'static str,
+}
+
+/// Request and response data: the variables' sources. Filled before evaluation, read-only
+/// while rules run (except that the body is parsed at the start of phase 2).
+#[derive(Default)]
+pub(crate) struct RequestData {
+    pub remote_addr: Vec<u8>,
+    pub remote_port: u16,
+    pub server_addr: Vec<u8>,
+    pub server_port: u16,
+    pub unique_id: Vec<u8>,
+    pub method: Vec<u8>,
+    pub uri_raw: Vec<u8>,
+    pub uri: Vec<u8>,
+    pub protocol: Vec<u8>,
+    pub request_line: Vec<u8>,
+    pub filename: Vec<u8>,
+    pub basename: Vec<u8>,
+    pub query: Vec<u8>,
+    pub headers: Pairs,
+    pub cookies: Pairs,
+    pub args_get: Pairs,
+    pub args_post: Pairs,
+    pub body: Vec<u8>,
+    /// REQUEST_BODY is exposed (URLENCODED, or forced by ctl).
+    pub request_body_var: bool,
+    pub body_processor: Option<BodyProcessor>,
+    pub reqbody_error: bool,
+    pub reqbody_error_msg: Vec<u8>,
+    pub urlencoded_error: bool,
+    pub multipart: body::multipart::MultipartFlags,
+    pub files: Pairs,
+    pub file_sizes: Vec<u64>,
+    pub part_headers: Pairs,
+    pub xml_text: Pairs,
+    pub xml_attr: Pairs,
+    pub inbound_data_error: bool,
+    pub response_status: u16,
+    pub response_protocol: Vec<u8>,
+    pub response_headers: Pairs,
+    pub response_body: Vec<u8>,
+    pub response_body_var: bool,
+    pub outbound_data_error: bool,
+}
+
+/// Mutable evaluation state of one transaction.
+#[derive(Default)]
+pub(crate) struct State {
+    pub tx: VarStore,
+    /// IP, GLOBAL, SESSION, USER: kept per transaction only (no persistence).
+    pub others: Vec<(crate::seclang::ir::Variable, Vec<u8>, Vec<u8>)>,
+    pub engine: Option<RuleEngineMode>,
+    pub audit_engine: Option<AuditEngine>,
+    pub request_body_access: Option<bool>,
+    pub response_body_access: Option<bool>,
+    pub force_request_body_var: bool,
+    pub body_processor_override: Option<BodyProcessor>,
+    pub request_body_limit: Option<u64>,
+    pub removed_ranges: Vec<(u32, u32)>,
+    pub removed_tags: Vec<String>,
+    pub removed_msgs: Vec<String>,
+    pub removed_targets: Vec<super::eval::RemovedTarget>,
+    pub matched_var: Vec<u8>,
+    pub matched_var_name: Vec<u8>,
+    pub matched_vars: Pairs,
+    pub skip: u32,
+    pub skip_after: Option<u32>,
+    pub allow: Option<AllowScope>,
+    pub interruption: Option<Interruption>,
+    pub matches: Vec<MatchedRule>,
+    pub phases_done: [bool; 6],
+}
+
+/// Per-worker scratch space: regex caches and reusable buffers.
+pub(crate) struct Scratch {
+    pub regex_caches: Vec<meta::Cache>,
+    pub captures: Vec<Option<regex_automata::util::captures::Captures>>,
+    pub values: Vec<super::variables::ValueRef>,
+    pub temp: Vec<u8>,
+    pub arg: Vec<u8>,
+    pub expand: Vec<u8>,
+    pub key: Vec<u8>,
+    pub body_scratch: Vec<u8>,
+}
+
+/// A transaction being evaluated; reuse it across requests with [`Transaction::reset`].
+pub struct Transaction<'r> {
+    pub(crate) rs: &'r Ruleset,
+    pub(crate) req: RequestData,
+    pub(crate) cache: TransformCache,
+    pub(crate) st: State,
+    pub(crate) sc: Scratch,
+    /// Bound on bytes of body parsed, from `config.yaml` (`limits.request_body_bytes`).
+    pub body_cap: usize,
+    pub response_body_cap: usize,
+    pub limits: BodyLimits,
+}
+
+impl<'r> Transaction<'r> {
+    pub fn new(rs: &'r Ruleset) -> Transaction<'r> {
+        let mut tx = Transaction {
+            rs,
+            req: RequestData::default(),
+            cache: TransformCache::default(),
+            st: State {
+                tx: VarStore::with_slots(rs.tx_slot_count()),
+                ..State::default()
+            },
+            sc: Scratch {
+                regex_caches: rs.regexes.iter().map(|r| r.create_cache()).collect(),
+                captures: (0..rs.regexes.len()).map(|_| None).collect(),
+                values: Vec::new(),
+                temp: Vec::new(),
+                arg: Vec::new(),
+                expand: Vec::new(),
+                key: Vec::new(),
+                body_scratch: Vec::new(),
+            },
+            body_cap: usize::MAX,
+            response_body_cap: usize::MAX,
+            limits: BodyLimits {
+                max_args: rs.settings.arguments_limit as usize,
+                max_depth: rs.settings.json_depth_limit as usize,
+                max_parts: 1024,
+            },
+        };
+        tx.reset();
+        tx
+    }
+
+    /// Forgets the previous transaction, keeping every buffer.
+    pub fn reset(&mut self) {
+        let r = &mut self.req;
+        for b in [
+            &mut r.remote_addr,
+            &mut r.server_addr,
+            &mut r.unique_id,
+            &mut r.method,
+            &mut r.uri_raw,
+            &mut r.uri,
+            &mut r.protocol,
+            &mut r.request_line,
+            &mut r.filename,
+            &mut r.basename,
+            &mut r.query,
+            &mut r.body,
+            &mut r.reqbody_error_msg,
+            &mut r.response_protocol,
+            &mut r.response_body,
+        ] {
+            b.clear();
+        }
+        for p in [
+            &mut r.headers,
+            &mut r.cookies,
+            &mut r.args_get,
+            &mut r.args_post,
+            &mut r.files,
+            &mut r.part_headers,
+            &mut r.xml_text,
+            &mut r.xml_attr,
+            &mut r.response_headers,
+        ] {
+            p.clear();
+        }
+        r.file_sizes.clear();
+        r.remote_port = 0;
+        r.server_port = 0;
+        r.request_body_var = false;
+        r.body_processor = None;
+        r.reqbody_error = false;
+        r.urlencoded_error = false;
+        r.multipart = Default::default();
+        r.inbound_data_error = false;
+        r.response_status = 0;
+        r.response_body_var = false;
+        r.outbound_data_error = false;
+
+        let s = &mut self.st;
+        s.tx.clear();
+        s.others.clear();
+        s.engine = None;
+        s.audit_engine = None;
+        s.request_body_access = None;
+        s.response_body_access = None;
+        s.force_request_body_var = false;
+        s.body_processor_override = None;
+        s.request_body_limit = None;
+        s.removed_ranges.clear();
+        s.removed_tags.clear();
+        s.removed_msgs.clear();
+        s.removed_targets.clear();
+        s.matched_var.clear();
+        s.matched_var_name.clear();
+        s.matched_vars.clear();
+        s.skip = 0;
+        s.skip_after = None;
+        s.allow = None;
+        s.interruption = None;
+        s.matches.clear();
+        s.phases_done = [false; 6];
+        self.cache.clear();
+    }
+
+    // ---- Input -------------------------------------------------------------------------
+
+    /// Client and server addresses (REMOTE_ADDR/PORT, SERVER_ADDR/PORT) and the unique id.
+    pub fn set_connection(
+        &mut self,
+        remote: &str,
+        remote_port: u16,
+        server: &str,
+        server_port: u16,
+    ) {
+        self.req.remote_addr.extend_from_slice(remote.as_bytes());
+        self.req.remote_port = remote_port;
+        self.req.server_addr.extend_from_slice(server.as_bytes());
+        self.req.server_port = server_port;
+    }
+
+    pub fn set_unique_id(&mut self, id: &[u8]) {
+        self.req.unique_id.clear();
+        self.req.unique_id.extend_from_slice(id);
+    }
+
+    /// The request line. `protocol` is the full token (`HTTP/1.1`); a bare version (`1.1`,
+    /// as HAProxy's `req.ver` gives) is prefixed with `HTTP/`.
+    pub fn set_request_line(&mut self, method: &[u8], uri: &[u8], protocol: &[u8]) {
+        let r = &mut self.req;
+        r.method.extend_from_slice(method);
+        r.uri_raw.extend_from_slice(uri);
+        if !protocol.is_empty() && protocol[0].is_ascii_digit() {
+            r.protocol.extend_from_slice(b"HTTP/");
+        }
+        r.protocol.extend_from_slice(protocol);
+        r.request_line.extend_from_slice(method);
+        r.request_line.push(b' ');
+        r.request_line.extend_from_slice(uri);
+        if !r.protocol.is_empty() {
+            r.request_line.push(b' ');
+            r.request_line.extend_from_slice(&r.protocol);
+        }
+        // REQUEST_URI: the target without scheme and authority when absolute-form.
+        let target = strip_authority(uri);
+        r.uri.extend_from_slice(target);
+        let (path, query) = match memchr::memchr(b'?', target) {
+            Some(i) => (&target[..i], Some(&target[i + 1..])),
+            None => (target, None),
+        };
+        // A fragment is not sent by browsers; when a client does, it belongs to neither the
+        // path nor the query (ModSecurity v2 keeps it in REQUEST_URI_RAW only).
+        let path = match memchr::memchr(b'#', path) {
+            Some(i) => &path[..i],
+            None => path,
+        };
+        r.filename.extend_from_slice(path);
+        let base = match memchr::memrchr2(b'/', b'\\', path) {
+            Some(i) => &path[i + 1..],
+            None => path,
+        };
+        r.basename.extend_from_slice(base);
+        if let Some(q) = query {
+            let q = match memchr::memchr(b'#', q) {
+                Some(i) => &q[..i],
+                None => q,
+            };
+            r.query.extend_from_slice(q);
+            let mut sink = ArgSink {
+                args: &mut r.args_get,
+                error: &mut r.urlencoded_error,
+            };
+            body::urlencoded::parse(q, &self.limits, &mut self.sc.body_scratch, &mut sink);
+        }
+    }
+
+    pub fn add_request_header(&mut self, name: &[u8], value: &[u8]) {
+        self.req.headers.push(name, value);
+        if name.eq_ignore_ascii_case(b"cookie") {
+            let mut sink = ArgSink {
+                args: &mut self.req.cookies,
+                error: &mut self.req.urlencoded_error,
+            };
+            body::cookies::parse(value, &mut sink);
+        }
+    }
+
+    /// The request body as received (HAProxy may have truncated it; see `body_size`).
+    pub fn set_request_body(&mut self, body: &[u8]) {
+        let cap = self
+            .body_cap
+            .min(self.rs.settings.request_body_limit as usize);
+        let take = body.len().min(cap);
+        self.req.body.extend_from_slice(&body[..take]);
+        if body.len() > cap {
+            self.req.inbound_data_error = true;
+        }
+    }
+
+    pub fn set_response(&mut self, status: u16, protocol: &[u8]) {
+        self.req.response_status = status;
+        self.req.response_protocol.clear();
+        if !protocol.is_empty() && protocol[0].is_ascii_digit() {
+            self.req.response_protocol.extend_from_slice(b"HTTP/");
+        }
+        self.req.response_protocol.extend_from_slice(protocol);
+    }
+
+    pub fn add_response_header(&mut self, name: &[u8], value: &[u8]) {
+        self.req.response_headers.push(name, value);
+    }
+
+    pub fn set_response_body(&mut self, body: &[u8]) {
+        let cap = self
+            .response_body_cap
+            .min(self.rs.settings.response_body_limit as usize);
+        let take = body.len().min(cap);
+        self.req.response_body.extend_from_slice(&body[..take]);
+        if body.len() > cap {
+            self.req.outbound_data_error = true;
+        }
+    }
+
+    // ---- Evaluation ----------------------------------------------------------------------
+
+    /// Runs phases 1 and 2. Returns the interruption if the engine is On and a rule disrupted.
+    pub fn process_request(&mut self) -> Option<&Interruption> {
+        self.select_body_processor();
+        self.run_phase(1);
+        if self.st.interruption.is_none() {
+            self.parse_request_body();
+            self.run_phase(2);
+        }
+        self.st.interruption.as_ref()
+    }
+
+    /// Runs phases 3 and 4.
+    pub fn process_response(&mut self) -> Option<&Interruption> {
+        if self.st.interruption.is_none() {
+            self.run_phase(3);
+        }
+        if self.st.interruption.is_none() {
+            self.expose_response_body();
+            self.run_phase(4);
+        }
+        self.st.interruption.as_ref()
+    }
+
+    /// Runs phase 5 (logging).
+    pub fn process_logging(&mut self) {
+        self.run_phase(5);
+    }
+
+    fn run_phase(&mut self, phase: u8) {
+        if self.st.phases_done[usize::from(phase)] || self.engine_mode() == RuleEngineMode::Off {
+            return;
+        }
+        self.st.phases_done[usize::from(phase)] = true;
+        super::eval::run_phase(self, phase);
+    }
+
+    /// The engine mode in effect (the configuration's, unless a `ctl:ruleEngine` changed it).
+    pub fn engine_mode(&self) -> RuleEngineMode {
+        self.st.engine.unwrap_or(self.rs.settings.rule_engine)
+    }
+
+    pub fn interruption(&self) -> Option<&Interruption> {
+        self.st.interruption.as_ref()
+    }
+
+    /// Every rule match, in order (including `nolog` rules; see [`MatchedRule::log`]).
+    pub fn matched_rules(&self) -> &[MatchedRule] {
+        &self.st.matches
+    }
+
+    /// Whether the audit log should get this transaction (a matched rule with `auditlog`,
+    /// unless the audit engine is Off for it).
+    pub fn is_relevant(&self) -> bool {
+        match self
+            .st
+            .audit_engine
+            .unwrap_or(self.rs.settings.audit_engine)
+        {
+            AuditEngine::Off => false,
+            AuditEngine::On => true,
+            AuditEngine::RelevantOnly => self.st.matches.iter().any(|m| m.auditlog),
+        }
+    }
+
+    /// A TX variable's value (case-insensitive key), for reporting (e.g. `anomaly_score`).
+    pub fn tx_var(&self, key: &str) -> Option<&[u8]> {
+        let k = key.to_ascii_lowercase();
+        match self.rs.tx_slot(k.as_bytes()) {
+            Some(s) => self.st.tx.slot(s),
+            None => self.st.tx.get_dynamic(k.as_bytes()),
+        }
+    }
+
+    /// A TX variable as an integer (0 when absent).
+    pub fn tx_int(&self, key: &str) -> i64 {
+        self.tx_var(key)
+            .map(super::operators::to_number)
+            .unwrap_or(0)
+    }
+
+    pub fn ruleset(&self) -> &'r Ruleset {
+        self.rs
+    }
+
+    /// Tags, file and line of a matched rule.
+    pub fn rule_info(&self, m: &MatchedRule) -> (&'r [String], &'r str, u32) {
+        let r = &self.rs.rules[m.rule as usize];
+        (&r.tags, &r.file, r.line)
+    }
+
+    pub fn request_body_processor(&self) -> Option<BodyProcessor> {
+        self.req.body_processor
+    }
+
+    // ---- Bodies ------------------------------------------------------------------------
+
+    /// REQBODY_PROCESSOR from Content-Type, as ModSecurity does before phase 1.
+    fn select_body_processor(&mut self) {
+        let ct = self.req.headers.first(b"content-type").unwrap_or(&[]);
+        let ct = trim_ascii_start(ct);
+        self.req.body_processor =
+            if starts_with_ignore_case(ct, b"application/x-www-form-urlencoded") {
+                Some(BodyProcessor::UrlEncoded)
+            } else if starts_with_ignore_case(ct, b"multipart/form-data") {
+                Some(BodyProcessor::Multipart)
+            } else {
+                None
+            };
+    }
+
+    /// Parses the request body with the selected processor at the start of phase 2.
+    fn parse_request_body(&mut self) {
+        if let Some(p) = self.st.body_processor_override {
+            self.req.body_processor = Some(p);
+        }
+        let access = self
+            .st
+            .request_body_access
+            .unwrap_or(self.rs.settings.request_body_access);
+        if !access {
+            return;
+        }
+        let limit = self
+            .st
+            .request_body_limit
+            .unwrap_or(self.rs.settings.request_body_limit) as usize;
+        if self.req.body.len() > limit {
+            match self.rs.settings.request_body_limit_action {
+                LimitAction::Reject => {
+                    self.req.reqbody_error = true;
+                    self.req.reqbody_error_msg.clear();
+                    self.req
+                        .reqbody_error_msg
+                        .extend_from_slice(b"Request body is larger than the configured limit");
+                }
+                LimitAction::ProcessPartial => {}
+            }
+            self.req.body.truncate(limit);
+            self.req.inbound_data_error = true;
+        }
+        let r = &mut self.req;
+        r.request_body_var =
+            self.st.force_request_body_var || r.body_processor == Some(BodyProcessor::UrlEncoded);
+        if r.body.is_empty() {
+            return;
+        }
+        let limits = self.limits;
+        let scratch = &mut self.sc.body_scratch;
+        let result: Result<(), body::BodyError> = match r.body_processor {
+            None => Ok(()),
+            Some(BodyProcessor::UrlEncoded) => {
+                let mut sink = ArgSink {
+                    args: &mut r.args_post,
+                    error: &mut r.urlencoded_error,
+                };
+                body::urlencoded::parse(&r.body, &limits, scratch, &mut sink);
+                Ok(())
+            }
+            Some(BodyProcessor::Multipart) => {
+                let ct = r.headers.first(b"content-type").unwrap_or(&[]).to_vec();
+                let mut sink = FullSink {
+                    args: &mut r.args_post,
+                    files: &mut r.files,
+                    sizes: &mut r.file_sizes,
+                    part_headers: &mut r.part_headers,
+                    xml_text: &mut r.xml_text,
+                    xml_attr: &mut r.xml_attr,
+                };
+                let outcome = body::multipart::parse(&r.body, &ct, &limits, scratch, &mut sink);
+                r.multipart = outcome.flags;
+                outcome.error.map_or(Ok(()), Err)
+            }
+            Some(BodyProcessor::Json) => {
+                let mut sink = FullSink {
+                    args: &mut r.args_post,
+                    files: &mut r.files,
+                    sizes: &mut r.file_sizes,
+                    part_headers: &mut r.part_headers,
+                    xml_text: &mut r.xml_text,
+                    xml_attr: &mut r.xml_attr,
+                };
+                body::json::parse(&r.body, &limits, scratch, &mut sink)
+            }
+            Some(BodyProcessor::Xml) => {
+                let mut sink = FullSink {
+                    args: &mut r.args_post,
+                    files: &mut r.files,
+                    sizes: &mut r.file_sizes,
+                    part_headers: &mut r.part_headers,
+                    xml_text: &mut r.xml_text,
+                    xml_attr: &mut r.xml_attr,
+                };
+                body::xml::parse(&r.body, &limits, &mut sink)
+            }
+        };
+        if let Err(e) = result {
+            r.reqbody_error = true;
+            r.reqbody_error_msg.clear();
+            r.reqbody_error_msg
+                .extend_from_slice(e.to_string().as_bytes());
+        }
+    }
+
+    /// RESPONSE_BODY is exposed when response body access is on and the content type is one
+    /// of `SecResponseBodyMimeType`.
+    fn expose_response_body(&mut self) {
+        let access = self
+            .st
+            .response_body_access
+            .unwrap_or(self.rs.settings.response_body_access);
+        if !access {
+            return;
+        }
+        let ct = self
+            .req
+            .response_headers
+            .first(b"content-type")
+            .unwrap_or(&[]);
+        let mime = ct.split(|&b| b == b';').next().unwrap_or(&[]);
+        let mime = trim_ascii_start(mime);
+        let mime_end = mime
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |e| e + 1);
+        let mime = &mime[..mime_end];
+        self.req.response_body_var = self
+            .rs
+            .settings
+            .response_body_mime_types
+            .iter()
+            .any(|m| m.as_bytes().eq_ignore_ascii_case(mime));
+    }
+}
+
+fn strip_authority(uri: &[u8]) -> &[u8] {
+    // absolute-form: scheme "://" authority path
+    if let Some(i) = memchr::memmem::find(uri, b"://") {
+        let scheme = &uri[..i];
+        if !scheme.is_empty()
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        {
+            let rest = &uri[i + 3..];
+            return match memchr::memchr(b'/', rest) {
+                Some(j) => &rest[j..],
+                None => b"/",
+            };
+        }
+    }
+    uri
+}
+
+fn trim_ascii_start(v: &[u8]) -> &[u8] {
+    let s = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    &v[s..]
+}
+
+fn starts_with_ignore_case(v: &[u8], p: &[u8]) -> bool {
+    v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p)
+}
+
+/// Receives query-string / urlencoded / cookie arguments.
+struct ArgSink<'a> {
+    args: &'a mut Pairs,
+    error: &'a mut bool,
+}
+
+impl BodySink for ArgSink<'_> {
+    fn arg(&mut self, name: &[u8], value: &[u8]) {
+        self.args.push(name, value);
+    }
+}
+
+impl ArgSink<'_> {
+    #[allow(dead_code)]
+    fn invalid_encoding(&mut self) {
+        *self.error = true;
+    }
+}
+
+/// Receives everything a body processor extracts.
+struct FullSink<'a> {
+    args: &'a mut Pairs,
+    files: &'a mut Pairs,
+    sizes: &'a mut Vec<u64>,
+    part_headers: &'a mut Pairs,
+    xml_text: &'a mut Pairs,
+    xml_attr: &'a mut Pairs,
+}
+
+impl BodySink for FullSink<'_> {
+    fn arg(&mut self, name: &[u8], value: &[u8]) {
+        self.args.push(name, value);
+    }
+    fn file(&mut self, field_name: &[u8], file_name: &[u8], size: usize) {
+        self.files.push(field_name, file_name);
+        self.sizes.push(size as u64);
+    }
+    fn part_header(&mut self, part_name: &[u8], line: &[u8]) {
+        self.part_headers.push(part_name, line);
+    }
+    fn xml_text(&mut self, text: &[u8]) {
+        self.xml_text.push(b"", text);
+    }
+    fn xml_attr(&mut self, name: &[u8], value: &[u8]) {
+        self.xml_attr.push(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_is_stripped_from_absolute_targets() {
+        assert_eq!(strip_authority(b"http://a.b/x?y"), b"/x?y");
+        assert_eq!(strip_authority(b"http://a.b"), b"/");
+        assert_eq!(strip_authority(b"/x?u=http://a"), b"/x?u=http://a");
+    }
+}
