@@ -25,6 +25,7 @@
 //! - [`config`]: `config.yaml`.
 
 pub mod audit;
+pub mod builtin;
 pub mod check;
 pub mod config;
 pub mod engine;

@@ -40,7 +40,7 @@ struct CheckCmd {
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     if cli.version {
-        println!("coraza-spoa {}", env!("CARGO_PKG_VERSION"));
+        println!("{}", coraza_spoa::builtin::version_line());
         return ExitCode::SUCCESS;
     }
     match cli.command {
