@@ -27,4 +27,6 @@
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod inspect;
 pub mod seclang;
+pub mod spop;
