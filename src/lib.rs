@@ -29,4 +29,5 @@ pub mod config;
 pub mod engine;
 pub mod inspect;
 pub mod seclang;
+pub mod server;
 pub mod spop;
