@@ -29,4 +29,7 @@ pub mod builtin;
 pub mod check;
 pub mod config;
 pub mod engine;
+pub mod inspect;
 pub mod seclang;
+pub mod server;
+pub mod spop;

@@ -1,10 +1,20 @@
 //! The `coraza-spoa` binary: command-line entry point.
+//!
+//! - `coraza-spoa [--config FILE]`: runs the SPOP agent until SIGTERM/SIGINT.
+//! - `coraza-spoa check [--rules FILE] [--log]`: the offline evaluator (JSON Lines).
+//! - `coraza-spoa healthcheck [--addr HOST:PORT]`: the Docker HEALTHCHECK (exit 0 when the agent
+//!   answers HAProxy's health-check HELLO within 2 s; otherwise one line on stderr, exit 1).
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use argh::FromArgs;
+use coraza_spoa::config::Config;
 use coraza_spoa::engine::Ruleset;
+use coraza_spoa::inspect::NoopInspector;
+use coraza_spoa::server;
 
 /// WAF sidecar for HAProxy (SPOP agent running the OWASP Core Rule Set).
 #[derive(FromArgs)]
@@ -12,9 +22,11 @@ struct Cli {
     /// print version information and exit
     #[argh(switch)]
     version: bool,
-    /// configuration file (default: config.yaml)
-    #[argh(option, default = "PathBuf::from(\"config.yaml\")")]
-    config: PathBuf,
+
+    /// path to config.yaml (default: built-in defaults, listening on 0.0.0.0:9000)
+    #[argh(option)]
+    config: Option<PathBuf>,
+
     #[argh(subcommand)]
     command: Option<Command>,
 }
@@ -23,6 +35,7 @@ struct Cli {
 #[argh(subcommand)]
 enum Command {
     Check(CheckCmd),
+    Healthcheck(HealthcheckCmd),
 }
 
 /// Evaluate requests given as JSON Lines on stdin; one verdict per line on stdout.
@@ -37,6 +50,15 @@ struct CheckCmd {
     log: bool,
 }
 
+/// Check that an agent answers HAProxy's health-check HELLO (for Docker HEALTHCHECK).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "healthcheck")]
+struct HealthcheckCmd {
+    /// agent address (default 127.0.0.1:9000)
+    #[argh(option, default = "String::from(\"127.0.0.1:9000\")")]
+    addr: String,
+}
+
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
     if cli.version {
@@ -45,34 +67,50 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Some(Command::Check(c)) => check(c),
-        None => {
-            eprintln!(
-                "coraza-spoa: the SPOP server is not wired in yet (config {})",
-                cli.config.display()
-            );
+        Some(Command::Healthcheck(cmd)) => healthcheck(&cmd.addr),
+        None => run(cli.config),
+    }
+}
+
+fn run(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match &config_path {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("coraza-spoa: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    if let Err(e) = server::init_logging(&config.log_level, config.log_format) {
+        eprintln!("coraza-spoa: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    if config_path.is_none() {
+        log::info!("no --config given: using built-in defaults");
+    }
+    log::warn!(
+        "NO RULES ARE EVALUATED: this build answers every SPOE message with an empty ACK \
+         (no-op inspector); every request passes uninspected"
+    );
+    match server::run(&config, Arc::new(NoopInspector)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn check(c: CheckCmd) -> ExitCode {
-    let rules = c
-        .rules
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/rules/main.conf")));
-    if std::env::var_os("CRS_DIR").is_none() {
-        std::env::set_var(
-            "CRS_DIR",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/crs/v4.25.1"),
-        );
-    }
-    let program = match coraza_spoa::seclang::compile_file(&rules) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("coraza-spoa check: {e}");
-            return ExitCode::from(2);
-        }
+    let rs = match &c.rules {
+        Some(path) => coraza_spoa::seclang::compile_file(path)
+            .map_err(|e| e.to_string())
+            .and_then(|p| Ruleset::new(p).map_err(|e| e.to_string())),
+        None => coraza_spoa::builtin::ruleset(),
     };
-    let rs = match Ruleset::new(program) {
+    let rs = match rs {
         Ok(r) => r,
         Err(e) => {
             eprintln!("coraza-spoa check: {e}");
@@ -85,6 +123,21 @@ fn check(c: CheckCmd) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("coraza-spoa check: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn healthcheck(addr: &str) -> ExitCode {
+    let resolved: Option<SocketAddr> = addr.to_socket_addrs().ok().and_then(|mut a| a.next());
+    let Some(resolved) = resolved else {
+        eprintln!("healthcheck: cannot resolve {addr:?}");
+        return ExitCode::FAILURE;
+    };
+    match server::healthcheck(resolved, server::HEALTHCHECK_TIMEOUT) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("healthcheck: {resolved}: {e}");
             ExitCode::FAILURE
         }
     }
