@@ -23,4 +23,4 @@ pub mod transformations;
 pub mod variables;
 
 pub use ruleset::{LowerError, Ruleset};
-pub use transaction::{InterruptAction, Interruption, MatchedRule, Transaction};
+pub use transaction::{InterruptAction, Interruption, MatchedRule, Transaction, TxSnapshot};

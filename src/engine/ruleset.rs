@@ -6,6 +6,7 @@
 //! read-only by every worker.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use regex_automata::meta::Regex;
@@ -60,14 +61,15 @@ pub(crate) struct PipeNode {
 pub(crate) struct CRule {
     pub id: u32,
     pub phase: u8,
-    pub file: String,
+    /// Shared so audit events can carry them without copying.
+    pub file: Arc<str>,
     pub line: u32,
     /// `Some(marker id)` for a `SecMarker`.
     pub marker: Option<u32>,
     pub links: Vec<CLink>,
     pub msg: Option<CMacro>,
     pub logdata: Option<CMacro>,
-    pub tags: Vec<String>,
+    pub tags: Arc<[String]>,
     pub severity: Option<u8>,
     pub ver: Option<String>,
     pub rev: Option<String>,
@@ -341,13 +343,13 @@ impl Lowerer {
         Ok(CRule {
             id: r.id,
             phase: r.phase,
-            file: r.file.clone(),
+            file: Arc::from(r.file.as_str()),
             line: r.line,
             marker,
             links,
             msg: a.msg.as_ref().map(|m| self.macro_(m)).transpose()?,
             logdata: a.logdata.as_ref().map(|m| self.macro_(m)).transpose()?,
-            tags: a.tags.clone(),
+            tags: Arc::from(a.tags.clone()),
             severity: a.severity,
             ver: a.ver.clone(),
             rev: a.rev.clone(),

@@ -42,6 +42,12 @@ impl InterruptAction {
     }
 }
 
+/// The fixed TX slots of a transaction at some point (see [`Transaction::tx_snapshot`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxSnapshot {
+    slots: Vec<Option<Vec<u8>>>,
+}
+
 /// One rule match, as logged: the rule and the expanded message and data.
 #[derive(Debug, Clone)]
 pub struct MatchedRule {
@@ -474,8 +480,82 @@ impl<'r> Transaction<'r> {
         (&r.tags, &r.file, r.line)
     }
 
+    /// Tags and file of a matched rule, shared (for audit events).
+    pub fn rule_shared(&self, m: &MatchedRule) -> (std::sync::Arc<[String]>, std::sync::Arc<str>, u32) {
+        let r = &self.rs.rules[m.rule as usize];
+        (r.tags.clone(), r.file.clone(), r.line)
+    }
+
     pub fn request_body_processor(&self) -> Option<BodyProcessor> {
         self.req.body_processor
+    }
+
+    // ---- State carried between the request and the response -------------------------------
+
+    /// The TX collection's fixed slots, as a baseline to compute deltas against.
+    pub fn tx_snapshot(&self) -> TxSnapshot {
+        let n = self.rs.tx_slot_count();
+        TxSnapshot { slots: (0..n as u32).map(|s| self.st.tx.slot(s).map(<[u8]>::to_vec)).collect() }
+    }
+
+    /// Calls `f(key, value)` for every TX slot that differs from `base` (`None`: deleted),
+    /// skipping the capture slots TX:0–9. Keys set through macros (no slot) are not included:
+    /// they are per-request bookkeeping such as `tx.header_name_920450_*`.
+    pub fn for_each_tx_delta(&self, base: &TxSnapshot, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
+        for s in 0..self.rs.tx_slot_count() as u32 {
+            if self.rs.capture_slots.contains(&s) {
+                continue;
+            }
+            let cur = self.st.tx.slot(s);
+            let old = base.slots.get(s as usize).and_then(|v| v.as_deref());
+            if cur != old {
+                f(&self.rs.tx_names[s as usize], cur);
+            }
+        }
+    }
+
+    /// Loads `base` into the TX collection (slots only).
+    pub fn restore_tx(&mut self, base: &TxSnapshot) {
+        for (s, v) in base.slots.iter().enumerate() {
+            match v {
+                Some(v) => self.st.tx.set_slot(s as u32, v),
+                None => self.st.tx.delete_slot(s as u32),
+            }
+        }
+    }
+
+    /// Sets (or deletes, with `None`) a TX variable by name.
+    pub fn set_tx(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let k = key.to_ascii_lowercase();
+        match (self.rs.tx_slot(&k), value) {
+            (Some(s), Some(v)) => self.st.tx.set_slot(s, v),
+            (Some(s), None) => self.st.tx.delete_slot(s),
+            (None, Some(v)) => self.st.tx.set_dynamic(&k, v),
+            (None, None) => self.st.tx.delete_dynamic(&k),
+        }
+    }
+
+    /// The engine mode set by `ctl:ruleEngine` during this transaction, if any.
+    pub fn engine_override(&self) -> Option<RuleEngineMode> {
+        self.st.engine
+    }
+
+    pub fn set_engine_override(&mut self, mode: RuleEngineMode) {
+        self.st.engine = Some(mode);
+    }
+
+    /// Rules removed for this transaction by `ctl:ruleRemoveById` / `ctl:ruleRemoveByTag`.
+    pub fn removed_rules(&self) -> (&[(u32, u32)], &[String]) {
+        (&self.st.removed_ranges, &self.st.removed_tags)
+    }
+
+    pub fn remove_rules(&mut self, ranges: &[(u32, u32)], tags: &[String]) {
+        self.st.removed_ranges.extend_from_slice(ranges);
+        for t in tags {
+            if !self.st.removed_tags.contains(t) {
+                self.st.removed_tags.push(t.clone());
+            }
+        }
     }
 
     // ---- Bodies ------------------------------------------------------------------------
