@@ -42,6 +42,15 @@ pub(super) struct FileId {
     ino: u64,
 }
 
+impl FileId {
+    fn of(md: &std::fs::Metadata) -> FileId {
+        FileId {
+            dev: md.dev(),
+            ino: md.ino(),
+        }
+    }
+}
+
 /// Opens `path` for appending, creating it if needed.
 ///
 /// O_APPEND makes every write land at the current end of the file: after a `copytruncate` the
@@ -53,13 +62,7 @@ fn open_append(path: &Path) -> io::Result<(File, FileId)> {
         .mode(FILE_MODE)
         .open(path)?;
     let md = file.metadata()?;
-    Ok((
-        file,
-        FileId {
-            dev: md.dev(),
-            ino: md.ino(),
-        },
-    ))
+    Ok((file, FileId::of(&md)))
 }
 
 /// Opens the file at start-up, or explains why it cannot.
@@ -222,11 +225,7 @@ impl Writer {
         }
         self.last_check = now;
         match std::fs::metadata(&self.path) {
-            Ok(md)
-                if (FileId {
-                    dev: md.dev(),
-                    ino: md.ino(),
-                }) == self.file_id => {}
+            Ok(md) if FileId::of(&md) == self.file_id => {}
             Ok(_) => self.reopen("the path names another file (rotated)"),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.reopen("the file was renamed or removed")
@@ -322,8 +321,9 @@ impl Writer {
         let dropped = self.stats.dropped_full.load(Ordering::Relaxed);
         if dropped != self.dropped_reported && (self.drop_report.ready(now) || force) {
             log::warn!(
-                "audit log: {} events dropped because the queue ({} events) was full since the \
-                 last report, {} since start",
+                "audit log {}: {} events dropped because the queue ({} events) was full since \
+                 the last report, {} since start",
+                self.path.display(),
                 dropped - self.dropped_reported,
                 self.queue_capacity,
                 dropped
