@@ -789,6 +789,89 @@ mod tests {
         assert_eq!(v["transaction"]["unix_timestamp"], 0);
     }
 
+    /// The example of `SCHEMA.md`: CRS blocking a SQL injection.
+    fn schema_example() -> Event {
+        let tags = |t: &[&str]| Arc::from(t.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        Event {
+            unique_id: "a8f3c2e1-7b44-4e0c-9a61-3d5f0b2c9e17".into(),
+            timestamp: UNIX_EPOCH + Duration::new(1_764_074_096, 789_000_000),
+            client_ip: Some("203.0.113.45".parse().unwrap()),
+            client_port: 51234,
+            server_ip: Some("192.0.2.10".parse().unwrap()),
+            server_port: 80,
+            app: Arc::from("default"),
+            request: RequestInfo {
+                method: b"GET".to_vec(),
+                uri: b"/products?id=1%27%20OR%201%3D1--".to_vec(),
+                http_version: b"1.1".to_vec(),
+                headers: hdrs(&[
+                    ("host", b"shop.example.com"),
+                    ("user-agent", b"curl/8.5.0"),
+                    ("accept", b"*/*"),
+                    ("cookie", b"session=6f1c0a"),
+                ]),
+            },
+            response: None,
+            messages: vec![
+                Message {
+                    id: 942100,
+                    msg: b"SQL Injection Attack Detected via libinjection".to_vec(),
+                    data: b"Matched Data: s&1c found within ARGS:id: 1' OR 1=1--".to_vec(),
+                    severity: Some("CRITICAL"),
+                    tags: tags(&[
+                        "application-multi",
+                        "language-multi",
+                        "platform-multi",
+                        "attack-sqli",
+                        "paranoia-level/1",
+                        "OWASP_CRS",
+                        "OWASP_CRS/ATTACK-SQLI",
+                        "capec/1000/152/248/66",
+                    ]),
+                    phase: 2,
+                    matched_var: b"ARGS:id".to_vec(),
+                    matched_value: b"1' OR 1=1--".to_vec(),
+                    file: Arc::from("REQUEST-942-APPLICATION-ATTACK-SQLI.conf"),
+                    line: 46,
+                },
+                Message {
+                    id: 949110,
+                    msg: b"Inbound Anomaly Score Exceeded (Total Score: 5)".to_vec(),
+                    data: Vec::new(),
+                    severity: None,
+                    tags: tags(&["anomaly-evaluation", "OWASP_CRS"]),
+                    phase: 2,
+                    matched_var: b"TX:BLOCKING_INBOUND_ANOMALY_SCORE".to_vec(),
+                    matched_value: b"5".to_vec(),
+                    file: Arc::from("REQUEST-949-BLOCKING-EVALUATION.conf"),
+                    line: 225,
+                },
+            ],
+            action: Action::Deny,
+            rule_engine: RuleEngineMode::On,
+            anomaly_score: 5,
+            inbound_anomaly_score: 5,
+            outbound_anomaly_score: 0,
+            interrupted_by: Some(949110),
+            status: Some(403),
+        }
+    }
+
+    #[test]
+    fn schema_md_example_is_what_the_encoder_writes() {
+        let (line, _) = encode_default(&schema_example());
+        // The example stays valid across version bumps.
+        let version = concat!("\"version\":\"", env!("CARGO_PKG_VERSION"), "\"");
+        let line = line.replace(version, "\"version\":\"0.1.0\"");
+        let doc = include_str!("SCHEMA.md");
+        let documented = doc
+            .split("```json\n")
+            .nth(1)
+            .and_then(|block| block.split("```").next())
+            .expect("SCHEMA.md has a json block");
+        assert_eq!(documented, line, "update SCHEMA.md's example line");
+    }
+
     #[test]
     fn timestamps_are_utc_civil_time() {
         // Expected values from `date -u -d @N '+%Y/%m/%d %H:%M:%S'`.
