@@ -6,7 +6,8 @@
 //! rules (two attack rules and the anomaly-score rule), about 2.5 KB of JSON.
 //!
 //! Rows:
-//! - `encode (hand-written)`: the writer's encoder alone, into a reused buffer.
+//! - `encode (hand-written)`: the writer's encoder alone, into a reused buffer (best of five
+//!   rounds, as the next row).
 //! - `encode (serde_json)`: the same shape through serde derive, for comparison (strings made
 //!   with `from_utf8_lossy`, which is what serde would force on request bytes).
 //! - `send`: a worker's cost per `AuditSender::send` while the writer drains.
@@ -323,41 +324,56 @@ impl Row {
     }
 }
 
+/// Best of five rounds of `n / 5` encodes: the machine is shared, and the best round is the
+/// closest to the encoder's own cost.
 fn encode_row(name: &'static str, n: u64, mut encode: impl FnMut(&Event, &mut Vec<u8>)) -> Row {
+    const ROUNDS: u64 = 5;
     let ev = typical_event();
     let mut buf = Vec::with_capacity(2 << 20);
-    let mut bytes = 0u64;
     // Warm up the allocator and caches.
     for _ in 0..1000 {
         encode(&ev, &mut buf);
         buf.clear();
     }
-    let start = Instant::now();
-    for _ in 0..n {
-        encode(&ev, &mut buf);
-        if buf.len() >= 1 << 20 {
-            bytes += buf.len() as u64;
-            buf.clear();
+    let per_round = (n / ROUNDS).max(1);
+    let mut best: Option<Row> = None;
+    for _ in 0..ROUNDS {
+        let mut bytes = 0u64;
+        let start = Instant::now();
+        for _ in 0..per_round {
+            encode(&ev, &mut buf);
+            if buf.len() >= 1 << 20 {
+                bytes += buf.len() as u64;
+                buf.clear();
+            }
+        }
+        let elapsed = start.elapsed();
+        bytes += buf.len() as u64;
+        buf.clear();
+        std::hint::black_box(&buf);
+        if best.as_ref().map_or(true, |b| elapsed < b.elapsed) {
+            best = Some(Row {
+                name,
+                events: per_round,
+                elapsed,
+                bytes,
+            });
         }
     }
-    let elapsed = start.elapsed();
-    bytes += buf.len() as u64;
-    std::hint::black_box(&buf);
-    Row {
-        name,
-        events: n,
-        elapsed,
-        bytes,
-    }
+    best.expect("at least one round")
 }
 
 /// One producer, sending clones of the typical event; waits (yield) when the queue is full so
 /// the figure is the writer's sustained rate, not a drop rate. Returns (sustained, send) rows.
-fn sustained_rows(dir: &Path, n: u64) -> (Row, Row) {
-    let path = dir.join("audit.log");
-    let _ = std::fs::remove_file(&path);
+/// A path outside the target directory (`/dev/null`) separates the writer's CPU cost from the
+/// disk's.
+fn sustained_rows(path: &Path, name: &'static str, n: u64) -> (Row, Row) {
+    let on_disk = path.starts_with(env!("CARGO_TARGET_TMPDIR"));
+    if on_disk {
+        let _ = std::fs::remove_file(path);
+    }
     let cfg = config::Audit {
-        path: path.clone(),
+        path: path.to_owned(),
         ..config::Audit::default()
     };
     let (log, sender) = AuditLog::spawn(&cfg).expect("open the bench log");
@@ -383,12 +399,14 @@ fn sustained_rows(dir: &Path, n: u64) -> (Row, Row) {
     let elapsed = start.elapsed();
     let s = stats.snapshot();
     assert_eq!(s.written, n, "every event written: {s:?}");
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-    assert_eq!(size, s.bytes);
-    let _ = std::fs::remove_file(&path);
+    if on_disk {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(size, s.bytes);
+        let _ = std::fs::remove_file(path);
+    }
     (
         Row {
-            name: "sustained to file",
+            name,
             events: n,
             elapsed,
             bytes: s.bytes,
@@ -423,8 +441,9 @@ fn main() {
         let serde = encode_row("encode (serde_json)", n, |ev, out| {
             serde_encode(ev, &redact, out)
         });
-        let (sustained, send) = sustained_rows(&dir, n);
-        [hand, serde, send, sustained]
+        let (to_null, _) = sustained_rows(Path::new("/dev/null"), "sustained to /dev/null", n);
+        let (to_file, send) = sustained_rows(&dir.join("audit.log"), "sustained to file", n);
+        [hand, serde, send, to_null, to_file]
     };
 
     println!("audit writer, typical event = 12 headers + 3 messages = {event_bytes} bytes of JSON");

@@ -548,11 +548,18 @@ fn shutdown_with_a_full_queue_writes_everything_queued() {
         "the queue never filled ({accepted} accepted)"
     );
     let unwritten_at_shutdown = accepted - stats.written.load(Ordering::Relaxed);
-    assert!(unwritten_at_shutdown >= QUEUE as u64 / 2, "{unwritten_at_shutdown} pending");
+    assert!(
+        unwritten_at_shutdown >= QUEUE as u64 / 2,
+        "{unwritten_at_shutdown} pending"
+    );
     log.shutdown().unwrap();
 
     let lines = read_lines(&path);
-    assert_eq!(lines.len() as u64, accepted, "{unwritten_at_shutdown} were pending");
+    assert_eq!(
+        lines.len() as u64,
+        accepted,
+        "{unwritten_at_shutdown} were pending"
+    );
     let s = stats.snapshot();
     assert_eq!(
         (s.written, s.dropped_full, s.dropped_closed),
