@@ -33,3 +33,4 @@ pub mod inspect;
 pub mod seclang;
 pub mod server;
 pub mod spop;
+pub mod waf;

@@ -11,10 +11,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use argh::FromArgs;
+use coraza_spoa::audit::AuditLog;
 use coraza_spoa::config::Config;
 use coraza_spoa::engine::Ruleset;
-use coraza_spoa::inspect::NoopInspector;
 use coraza_spoa::server;
+use coraza_spoa::waf::Waf;
 
 /// WAF sidecar for HAProxy (SPOP agent running the OWASP Core Rule Set).
 #[derive(FromArgs)]
@@ -90,14 +91,43 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
     if config_path.is_none() {
         log::info!("no --config given: using built-in defaults");
     }
-    log::warn!(
-        "NO RULES ARE EVALUATED: this build answers every SPOE message with an empty ACK \
-         (no-op inspector); every request passes uninspected"
-    );
-    match server::run(&config, Arc::new(NoopInspector)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let started = std::time::Instant::now();
+    let ruleset: &'static Ruleset = match coraza_spoa::builtin::ruleset() {
+        Ok(r) => Box::leak(Box::new(r)),
         Err(e) => {
             log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut audit, sender) = match AuditLog::spawn(&config.audit) {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("audit log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = audit.install_sighup_handler() {
+        log::error!("audit log: {e}");
+        return ExitCode::FAILURE;
+    }
+    let waf = Waf::new(ruleset, config.clone(), Some(sender));
+    log::info!(
+        "{}; ruleset ready in {} ms; audit log {}",
+        coraza_spoa::builtin::version_line(),
+        started.elapsed().as_millis(),
+        config.audit.path.display()
+    );
+    let served = server::run(&config, Arc::new(waf));
+    // Everything the workers queued is written before exit (the workers are gone by now).
+    let flushed = audit.shutdown();
+    match (served, flushed) {
+        (Ok(()), Ok(())) => ExitCode::SUCCESS,
+        (Err(e), _) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+        (_, Err(e)) => {
+            log::error!("audit log: {e}");
             ExitCode::FAILURE
         }
     }

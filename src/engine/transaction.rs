@@ -42,6 +42,19 @@ impl InterruptAction {
     }
 }
 
+/// Request metadata copied out of a transaction (see [`Transaction::request_summary`]).
+#[derive(Debug, Clone, Default)]
+pub struct RequestSummary {
+    pub unique_id: String,
+    pub remote_addr: String,
+    pub remote_port: u16,
+    pub server_addr: String,
+    pub server_port: u16,
+    pub method: Vec<u8>,
+    pub uri: Vec<u8>,
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 /// The fixed TX slots of a transaction at some point (see [`Transaction::tx_snapshot`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TxSnapshot {
@@ -481,7 +494,10 @@ impl<'r> Transaction<'r> {
     }
 
     /// Tags and file of a matched rule, shared (for audit events).
-    pub fn rule_shared(&self, m: &MatchedRule) -> (std::sync::Arc<[String]>, std::sync::Arc<str>, u32) {
+    pub fn rule_shared(
+        &self,
+        m: &MatchedRule,
+    ) -> (std::sync::Arc<[String]>, std::sync::Arc<str>, u32) {
         let r = &self.rs.rules[m.rule as usize];
         (r.tags.clone(), r.file.clone(), r.line)
     }
@@ -490,12 +506,50 @@ impl<'r> Transaction<'r> {
         self.req.body_processor
     }
 
+    /// HAProxy reported a body longer than the one it sent (its buffer cut it):
+    /// INBOUND_DATA_ERROR is set so rules and logs can tell.
+    pub fn mark_body_truncated(&mut self) {
+        self.req.inbound_data_error = true;
+    }
+
+    /// Owned copy of the request metadata, for the audit log.
+    pub fn request_summary(&self) -> RequestSummary {
+        let r = &self.req;
+        RequestSummary {
+            unique_id: String::from_utf8_lossy(&r.unique_id).into_owned(),
+            remote_addr: String::from_utf8_lossy(&r.remote_addr).into_owned(),
+            remote_port: r.remote_port,
+            server_addr: String::from_utf8_lossy(&r.server_addr).into_owned(),
+            server_port: r.server_port,
+            method: r.method.clone(),
+            uri: r.uri_raw.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect(),
+        }
+    }
+
+    /// Owned copy of the response headers, for the audit log.
+    pub fn response_headers(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.req
+            .response_headers
+            .iter()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect()
+    }
+
     // ---- State carried between the request and the response -------------------------------
 
     /// The TX collection's fixed slots, as a baseline to compute deltas against.
     pub fn tx_snapshot(&self) -> TxSnapshot {
         let n = self.rs.tx_slot_count();
-        TxSnapshot { slots: (0..n as u32).map(|s| self.st.tx.slot(s).map(<[u8]>::to_vec)).collect() }
+        TxSnapshot {
+            slots: (0..n as u32)
+                .map(|s| self.st.tx.slot(s).map(<[u8]>::to_vec))
+                .collect(),
+        }
     }
 
     /// Calls `f(key, value)` for every TX slot that differs from `base` (`None`: deleted),

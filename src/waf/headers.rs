@@ -51,8 +51,14 @@ fn take(b: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let s = b.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(b.len());
-    let e = b.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(s, |e| e + 1);
+    let s = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(s, |e| e + 1);
     &b[s..e]
 }
 
@@ -68,7 +74,8 @@ mod tests {
 
     #[test]
     fn text_block_as_haproxy_sends_it() {
-        let (v, bad) = collect_text(b"host: a\r\nx-multi: 1\r\nx-multi:  2 \r\nx-latin1: caf\xe9\r\n\r\n");
+        let (v, bad) =
+            collect_text(b"host: a\r\nx-multi: 1\r\nx-multi:  2 \r\nx-latin1: caf\xe9\r\n\r\n");
         assert_eq!(bad, 0);
         assert_eq!(v.len(), 4);
         assert_eq!(v[2], (b"x-multi".to_vec(), b"2".to_vec()));
