@@ -57,6 +57,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases
 mod tests {
     use super::*;
     use crate::engine::body::testing::{pairs, Recorder};

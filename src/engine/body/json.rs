@@ -589,6 +589,7 @@ fn hex4(digits: Option<&[u8]>) -> Option<u32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases
 mod tests {
     use super::*;
     use crate::engine::body::testing::{crs_stages, pairs, Recorder};

@@ -136,6 +136,10 @@ impl BodyError {
         BodyError::new(processor, BodyErrorKind::Malformed, message)
     }
 
+    pub(crate) fn limit(processor: Processor, message: impl Into<Cow<'static, str>>) -> Self {
+        BodyError::new(processor, BodyErrorKind::Limit, message)
+    }
+
     pub(crate) fn too_many_args(processor: Processor, limit: usize, at: usize) -> Self {
         BodyError::new(
             processor,

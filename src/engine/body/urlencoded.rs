@@ -132,6 +132,7 @@ fn hex_value(b: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases
 mod tests {
     use super::*;
     use crate::engine::body::testing::{pairs, Recorder};
