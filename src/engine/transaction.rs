@@ -110,6 +110,7 @@ pub(crate) struct RequestData {
     pub reqbody_error_msg: Vec<u8>,
     pub urlencoded_error: bool,
     pub multipart: body::multipart::MultipartFlags,
+    pub multipart_strict_error: bool,
     pub files: Pairs,
     pub file_sizes: Vec<u64>,
     pub part_headers: Pairs,
@@ -252,6 +253,7 @@ impl<'r> Transaction<'r> {
         r.reqbody_error = false;
         r.urlencoded_error = false;
         r.multipart = Default::default();
+        r.multipart_strict_error = false;
         r.inbound_data_error = false;
         r.response_status = 0;
         r.response_body_var = false;
@@ -348,9 +350,10 @@ impl<'r> Transaction<'r> {
             r.query.extend_from_slice(q);
             let mut sink = ArgSink {
                 args: &mut r.args_get,
-                error: &mut r.urlencoded_error,
             };
-            body::urlencoded::parse(q, &self.limits, &mut self.sc.body_scratch, &mut sink);
+            let parsed =
+                body::urlencoded::parse(q, self.limits, &mut self.sc.body_scratch, &mut sink);
+            note_urlencoded(parsed, &mut r.urlencoded_error);
         }
     }
 
@@ -359,7 +362,6 @@ impl<'r> Transaction<'r> {
         if name.eq_ignore_ascii_case(b"cookie") {
             let mut sink = ArgSink {
                 args: &mut self.req.cookies,
-                error: &mut self.req.urlencoded_error,
             };
             body::cookies::parse(value, &mut sink);
         }
@@ -671,10 +673,14 @@ impl<'r> Transaction<'r> {
             Some(BodyProcessor::UrlEncoded) => {
                 let mut sink = ArgSink {
                     args: &mut r.args_post,
-                    error: &mut r.urlencoded_error,
                 };
-                body::urlencoded::parse(&r.body, &limits, scratch, &mut sink);
-                Ok(())
+                match body::urlencoded::parse(&r.body, limits, scratch, &mut sink) {
+                    Ok(st) => {
+                        r.urlencoded_error |= st.invalid_encoding;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Some(BodyProcessor::Multipart) => {
                 let ct = r.headers.first(b"content-type").unwrap_or(&[]).to_vec();
@@ -686,8 +692,9 @@ impl<'r> Transaction<'r> {
                     xml_text: &mut r.xml_text,
                     xml_attr: &mut r.xml_attr,
                 };
-                let outcome = body::multipart::parse(&r.body, &ct, &limits, scratch, &mut sink);
+                let outcome = body::multipart::parse(&r.body, &ct, limits, scratch, &mut sink);
                 r.multipart = outcome.flags;
+                r.multipart_strict_error = outcome.strict_error();
                 outcome.error.map_or(Ok(()), Err)
             }
             Some(BodyProcessor::Json) => {
@@ -699,7 +706,7 @@ impl<'r> Transaction<'r> {
                     xml_text: &mut r.xml_text,
                     xml_attr: &mut r.xml_attr,
                 };
-                body::json::parse(&r.body, &limits, scratch, &mut sink)
+                body::json::parse(&r.body, limits, scratch, &mut sink).map(|_| ())
             }
             Some(BodyProcessor::Xml) => {
                 let mut sink = FullSink {
@@ -710,7 +717,7 @@ impl<'r> Transaction<'r> {
                     xml_text: &mut r.xml_text,
                     xml_attr: &mut r.xml_attr,
                 };
-                body::xml::parse(&r.body, &limits, &mut sink)
+                body::xml::parse(&r.body, limits, scratch, &mut sink).map(|_| ())
             }
         };
         if let Err(e) = result {
@@ -786,19 +793,22 @@ fn starts_with_ignore_case(v: &[u8], p: &[u8]) -> bool {
 /// Receives query-string / urlencoded / cookie arguments.
 struct ArgSink<'a> {
     args: &'a mut Pairs,
-    error: &'a mut bool,
+}
+
+/// Records URLENCODED_ERROR from a query-string parse; an argument-limit error only means the
+/// rest was not parsed (REQBODY_ERROR is for bodies).
+fn note_urlencoded(
+    r: Result<body::urlencoded::UrlencodedStatus, body::BodyError>,
+    error: &mut bool,
+) {
+    if let Ok(st) = r {
+        *error |= st.invalid_encoding;
+    }
 }
 
 impl BodySink for ArgSink<'_> {
     fn arg(&mut self, name: &[u8], value: &[u8]) {
         self.args.push(name, value);
-    }
-}
-
-impl ArgSink<'_> {
-    #[allow(dead_code)]
-    fn invalid_encoding(&mut self) {
-        *self.error = true;
     }
 }
 
