@@ -122,6 +122,15 @@ fn run() -> Result<(), String> {
         "/// CRS version compiled in (from SecComponentSignature)."
     );
     let _ = writeln!(rs, "pub const CRS_VERSION: &str = {signature:?};");
+    let _ = writeln!(
+        rs,
+        "/// Where the pinned CRS was found at build time (`check --rules` falls back to it)."
+    );
+    let _ = writeln!(
+        rs,
+        "pub const CRS_DIR_AT_BUILD: &str = {:?};",
+        crs.display().to_string()
+    );
     let _ = writeln!(rs, "/// Rules with an id (chain starters and SecActions).");
     let _ = writeln!(rs, "pub const RULE_COUNT: usize = {};", heads.len());
     let _ = writeln!(

@@ -10,7 +10,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/ruleset.rs"));
 }
 
-pub use generated::{CRS_FILES, CRS_VERSION, ENFORCED_RULES, RULE_COUNT};
+pub use generated::{CRS_DIR_AT_BUILD, CRS_FILES, CRS_VERSION, ENFORCED_RULES, RULE_COUNT};
 
 /// The embedded program.
 pub fn program() -> Result<Program, String> {

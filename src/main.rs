@@ -134,6 +134,12 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
 }
 
 fn check(c: CheckCmd) -> ExitCode {
+    // `Include ${CRS_DIR}/...` in a --rules file: default to the CRS this binary was built with.
+    if std::env::var_os("CRS_DIR").is_none()
+        && std::path::Path::new(coraza_spoa::builtin::CRS_DIR_AT_BUILD).is_dir()
+    {
+        std::env::set_var("CRS_DIR", coraza_spoa::builtin::CRS_DIR_AT_BUILD);
+    }
     let rs = match &c.rules {
         Some(path) => coraza_spoa::seclang::compile_file(path)
             .map_err(|e| e.to_string())

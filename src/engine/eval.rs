@@ -494,6 +494,11 @@ fn setvar(t: &mut Transaction<'_>, collection: Variable, key: &CKey, op: SetVarO
 }
 
 fn ctl(t: &mut Transaction<'_>, c: &Ctl) {
+    // The body processor is visible at once (REQBODY_PROCESSOR), as in ModSecurity: CRS's
+    // 901340 reads it later in phase 1 to decide whether to force REQUEST_BODY.
+    if let Ctl::RequestBodyProcessor(p) = c {
+        t.req.body_processor = Some(*p);
+    }
     let st = &mut t.st;
     match c {
         Ctl::RuleEngine(m) => st.engine = Some(*m),

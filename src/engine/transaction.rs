@@ -336,11 +336,12 @@ impl<'r> Transaction<'r> {
             Some(i) => &path[..i],
             None => path,
         };
-        r.filename.extend_from_slice(path);
-        let base = match memchr::memrchr2(b'/', b'\\', path) {
-            Some(i) => &path[i + 1..],
-            None => path,
-        };
+        // REQUEST_FILENAME / REQUEST_BASENAME are percent-decoded (libmodsecurity3 and Coraza):
+        // `/get/array_diff%20%28` must reach the PHP-function rules as `array_diff (`.
+        // `+` stays a plus: it means space only in query strings and form bodies.
+        percent_decode(path, &mut r.filename);
+        let base_start = memchr::memrchr2(b'/', b'\\', &r.filename).map_or(0, |i| i + 1);
+        let (_, base) = r.filename.split_at(base_start);
         r.basename.extend_from_slice(base);
         if let Some(q) = query {
             let q = match memchr::memchr(b'#', q) {
@@ -776,6 +777,26 @@ fn strip_authority(uri: &[u8]) -> &[u8] {
         }
     }
     uri
+}
+
+/// `%XX` → byte; a `%` not followed by two hex digits is kept as is.
+fn percent_decode(input: &[u8], out: &mut Vec<u8>) {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                input.get(i + 1).and_then(|&b| hex(b)),
+                input.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
 }
 
 fn trim_ascii_start(v: &[u8]) -> &[u8] {
