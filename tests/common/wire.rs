@@ -217,7 +217,8 @@ fn split_line(input: &[u8]) -> (&[u8], &[u8]) {
 /// Parses raw request bytes the way an HTTP/1.x server prepares them for the WAF, leniently
 /// (a strict server would answer 400 to some of these; the WAF-facing view is still defined):
 /// - request line: method up to the first space, URI up to the next space (after skipping
-///   spaces), protocol = the rest after skipping spaces; missing parts are empty;
+///   spaces), protocol = the rest after skipping spaces, or `HTTP/0.9` when there is none
+///   (as Apache does); other missing parts are empty;
 /// - header lines until the first empty line; a line starting with SP/HTAB continues the
 ///   previous value (obsolete folding, joined with one space); a line without `:` is dropped;
 ///   names keep their case (trailing blanks removed), values lose surrounding blanks;
@@ -230,6 +231,13 @@ pub fn parse_server_request(raw: &[u8]) -> ServerRequest {
     let (method, after_method) = split_at_space(line);
     let (uri, after_uri) = split_at_space(skip_spaces(after_method));
     let protocol = skip_spaces(after_uri);
+    // A request line with no protocol is HTTP/0.9 to an HTTP/1.x server (Apache reports
+    // REQUEST_PROTOCOL "HTTP/0.9" for it; CRS test 920430-5 relies on that).
+    let protocol: &[u8] = if protocol.is_empty() && !uri.is_empty() {
+        b"HTTP/0.9"
+    } else {
+        protocol
+    };
 
     let mut headers: Vec<HeaderPair> = Vec::new();
     loop {
@@ -600,11 +608,11 @@ mod tests {
         // (raw request, method, uri, protocol)
         type Case = (&'static [u8], &'static [u8], &'static [u8], &'static [u8]);
         let cases: &[Case] = &[
-            (b"GET / \r\n\r\n", b"GET", b"/", b""),
+            (b"GET / \r\n\r\n", b"GET", b"/", b"HTTP/0.9"),
             (b"GET / HTTP\\1.0\r\n\r\n", b"GET", b"/", b"HTTP\\1.0"),
             (b"|GET / HTTP/1.1\r\n\r\n", b"|GET", b"/", b"HTTP/1.1"),
             (b"\tGET / HTTP/1.1\r\n\r\n", b"\tGET", b"/", b"HTTP/1.1"),
-            (b"GET /x\n\n", b"GET", b"/x", b""),
+            (b"GET /x\n\n", b"GET", b"/x", b"HTTP/0.9"),
             (b"", b"", b"", b""),
         ];
         for (raw, method, uri, protocol) in cases {
