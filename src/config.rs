@@ -55,7 +55,8 @@ pub struct Application {
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest SPOP frame accepted before the HELLO negotiated a size (default 1 MiB; HAProxy
-    /// never sends more than `tune.bufsize - 4`).
+    /// never sends more than `tune.bufsize - 4`). Also caps the size the agent echoes back
+    /// when HAProxy announces more (it then warns once).
     pub max_frame_size: u32,
     /// Request body bytes inspected (default 1 MiB; HAProxy's buffer is usually the real cap).
     pub request_body_bytes: usize,

@@ -25,6 +25,10 @@ pub trait Inspector: Send + Sync + 'static {
     /// Handles one message of a NOTIFY (any name: the inspector ignores names it does not know).
     /// Appends the variables to set to `ack`. `Err` means "could not evaluate": the agent then
     /// sets the `error` variable (txn scope) and the request passes.
+    ///
+    /// On `Err` or a panic, whatever this call appended to `ack` is discarded. A panic is caught
+    /// and logged, and `worker` is kept: it must stay usable after an unwind (reset per-request
+    /// scratch at the start of each call rather than relying on the end of the previous one).
     fn inspect(
         &self,
         worker: &mut Self::Worker,

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use coraza_spoa::config::Config;
@@ -62,6 +62,14 @@ impl Inspector for TestInspector {
         }
         Ok(())
     }
+}
+
+/// `connections_do_not_leak` counts the process's file descriptors: it runs alone (write lock)
+/// while the other tests, which open sockets, share the read lock.
+static FD_COUNT: RwLock<()> = RwLock::new(());
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    FD_COUNT.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn start(workers: usize) -> (ServerHandle, Arc<TestInspector>) {
@@ -217,6 +225,7 @@ fn raw_frame(frame_type: u8, flags: u32, sid: u64, fid: u64, payload: &[u8]) -> 
 
 #[test]
 fn pipelined_notifies_on_many_connections() {
+    let _shared = shared();
     let (server, inspector) = start(2);
     let addr = server.local_addr();
     let threads: Vec<_> = (0..8)
@@ -270,6 +279,7 @@ fn pipelined_notifies_on_many_connections() {
 /// healthy connection on the same (single) worker keeps being served between cases.
 #[test]
 fn malformed_frames_end_only_their_connection() {
+    let _shared = shared();
     let (server, _) = start(1);
     let addr = server.local_addr();
     let mut healthy = Client::handshake(addr, 16380);
@@ -391,6 +401,7 @@ fn malformed_frames_end_only_their_connection() {
 
 #[test]
 fn inspector_panic_sets_error_and_the_worker_survives() {
+    let _shared = shared();
     let (server, _) = start(1);
     let mut c = Client::handshake(server.local_addr(), 16380);
     c.send(&notify(5, 1, b"panic", "/"));
@@ -409,6 +420,7 @@ fn inspector_panic_sets_error_and_the_worker_survives() {
 
 #[test]
 fn large_frames_arrive_in_pieces() {
+    let _shared = shared();
     let (server, _) = start(1);
     let mut c = Client::handshake(server.local_addr(), 1 << 20);
     let body = vec![b'b'; 300_000];
@@ -442,6 +454,7 @@ impl Client {
 /// stops reading when its output backs up, and every ACK still arrives, in order.
 #[test]
 fn backpressure_keeps_every_ack() {
+    let _shared = shared();
     let (server, _) = start(1);
     let addr = server.local_addr();
     let mut c = Client::handshake(addr, 16380);
@@ -468,6 +481,7 @@ fn backpressure_keeps_every_ack() {
 
 #[test]
 fn connections_do_not_leak() {
+    let _alone = FD_COUNT.write().unwrap_or_else(|e| e.into_inner());
     let (server, _) = start(2);
     let addr = server.local_addr();
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
@@ -495,6 +509,7 @@ fn connections_do_not_leak() {
 
 #[test]
 fn healthcheck_against_the_server() {
+    let _shared = shared();
     let (server, _) = start(1);
     let report = server::healthcheck(server.local_addr(), Duration::from_secs(2)).unwrap();
     assert_eq!(report.max_frame_size, 16380);
@@ -507,6 +522,7 @@ fn healthcheck_against_the_server() {
 /// Frames received before the shutdown are answered, then AGENT-DISCONNECT(0), quickly.
 #[test]
 fn shutdown_answers_received_frames_then_disconnects() {
+    let _shared = shared();
     let (server, _) = start(2);
     let addr = server.local_addr();
     let mut clients: Vec<Client> = (0..6).map(|_| Client::handshake(addr, 16380)).collect();
@@ -543,6 +559,7 @@ fn shutdown_answers_received_frames_then_disconnects() {
 /// A peer that never sends a HELLO nor closes does not keep the drain past its deadline.
 #[test]
 fn drain_is_bounded_by_silent_peers() {
+    let _shared = shared();
     let (server, _) = start(1);
     let _silent = TcpStream::connect(server.local_addr()).unwrap();
     let mut busy = Client::handshake(server.local_addr(), 16380);
@@ -575,6 +592,7 @@ fn wait_for_agent(addr: SocketAddr) {
 
 #[test]
 fn binary_healthcheck_subcommand() {
+    let _shared = shared();
     let (server, _) = start(1);
     let ok = Command::new(env!("CARGO_BIN_EXE_coraza-spoa"))
         .args(["healthcheck", "--addr", &server.local_addr().to_string()])
@@ -594,6 +612,7 @@ fn binary_healthcheck_subcommand() {
 
 #[test]
 fn binary_drains_and_exits_zero_on_sigterm() {
+    let _shared = shared();
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("coraza-spoa-sigterm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -82,7 +82,7 @@ pub fn healthcheck(addr: SocketAddr, timeout: Duration) -> Result<HealthReport, 
     let total = spop::peek_frame_len(&prefix, CHECK_FRAME_SIZE)
         .map_err(HealthcheckError::Protocol)?
         .ok_or(HealthcheckError::Closed)?;
-    let mut body = vec![0u8; total - spop::LENGTH_PREFIX];
+    let mut body = vec![0u8; total.saturating_sub(spop::LENGTH_PREFIX)];
     read_exact(&mut stream, &mut body, remaining()?)?;
     let frame = Frame::decode(&body).map_err(HealthcheckError::Protocol)?;
     match frame.header.frame_type {

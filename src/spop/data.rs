@@ -45,8 +45,16 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u32_be(&mut self, what: &'static str) -> Result<u32, DecodeError> {
-        let b = self.bytes(4, what)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
+    pub(crate) fn array<const N: usize>(
+        &mut self,
+        what: &'static str,
+    ) -> Result<[u8; N], DecodeError> {
+        self.bytes(N, what)?
+            .try_into()
+            .map_err(|_| DecodeError::Truncated { what })
     }
 
     pub(crate) fn bytes(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
@@ -97,16 +105,8 @@ impl<'a> Reader<'a> {
             }
             T_INT64 => TypedData::Int64(self.varint(what)? as i64),
             T_UINT64 => TypedData::Uint64(self.varint(what)?),
-            T_IPV4 => {
-                let b = self.bytes(4, what)?;
-                TypedData::Ipv4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            }
-            T_IPV6 => {
-                let b = self.bytes(16, what)?;
-                let mut octets = [0u8; 16];
-                octets.copy_from_slice(b);
-                TypedData::Ipv6(Ipv6Addr::from(octets))
-            }
+            T_IPV4 => TypedData::Ipv4(Ipv4Addr::from(self.array::<4>(what)?)),
+            T_IPV6 => TypedData::Ipv6(Ipv6Addr::from(self.array::<16>(what)?)),
             T_STRING => TypedData::String(self.len_prefixed(what)?),
             T_BINARY => TypedData::Binary(self.len_prefixed(what)?),
             _ => return Err(DecodeError::ReservedDataType { type_byte, what }),

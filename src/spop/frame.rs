@@ -109,10 +109,10 @@ impl<'a> Frame<'a> {
 /// length is there. The length is checked against `max_frame_size` here, before the caller
 /// reserves room for the body: an oversized frame is refused without allocating for it.
 pub fn peek_frame_len(buf: &[u8], max_frame_size: u32) -> Result<Option<usize>, DecodeError> {
-    let Some(prefix) = buf.get(..LENGTH_PREFIX) else {
+    let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
         return Ok(None);
     };
-    let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+    let len = u32::from_be_bytes(*prefix);
     if len > max_frame_size {
         return Err(DecodeError::FrameTooBig {
             len,
