@@ -3,8 +3,9 @@
 //!
 //! Owns the escape grammars and their leniency. Invalid or truncated escapes are kept as they
 //! are (never an error): a WAF must see what the application would see, and applications are
-//! lenient too. Every decoded escape is shorter than its source or starts with a byte its
-//! source cannot start with, which is why a scan that finds one escape proves a change.
+//! lenient too. Only `utf8toUnicode` ever lengthens a value (and writes ASCII where the input
+//! had a non-ASCII byte); every other decoded escape is shorter than its source, or as long but
+//! starting with a different byte. That is why a scan that finds one escape proves a change.
 
 use memchr::{memchr, memchr2};
 
@@ -46,7 +47,7 @@ fn url_escape(s: &[u8], i: usize, uni: bool) -> Option<(u8, usize)> {
         b'+' => Some((b' ', 1)),
         b'%' => {
             if uni && matches!(s.get(i + 1), Some(b'u' | b'U')) {
-                // Not valid `%uXXXX`: kept; the `u` is not reread as the first of `%XX`.
+                // Without four hex digits the `%u` is kept: the `u` never starts a `%XX`.
                 let h = [
                     hex_at(s, i + 2)?,
                     hex_at(s, i + 3)?,
@@ -327,10 +328,9 @@ fn c_escape(c: u8) -> u8 {
     }
 }
 
-/// The decoded byte and length of the JavaScript escape at `s[p]` (a backslash with at least
-/// one byte after it).
-fn js_escape(s: &[u8], p: usize) -> (u8, usize) {
-    let next = s.get(p + 1).copied().unwrap_or(b'\\');
+/// The decoded byte and length of the JavaScript escape at `s[p]`, a backslash followed by
+/// `next`.
+fn js_escape(s: &[u8], p: usize, next: u8) -> (u8, usize) {
     if next == b'u' && s.get(p + 2) == Some(&b'{') {
         let digits = (0..6)
             .take_while(|&k| hex_at(s, p + 3 + k).is_some())
@@ -377,11 +377,11 @@ fn js_write(s: &[u8], mut i: usize, out: &mut Vec<u8>) {
         };
         let p = i + off;
         copy(out, s, i, p);
-        if p + 1 >= s.len() {
+        let Some(&next) = s.get(p + 1) else {
             out.push(b'\\');
             return;
-        }
-        let (b, len) = js_escape(s, p);
+        };
+        let (b, len) = js_escape(s, p, next);
         out.push(b);
         i = p + len;
     }
@@ -651,6 +651,10 @@ pub(super) const UTF8_TO_UNICODE: Kernel = Kernel {
 };
 
 fn utf8_scan(s: &[u8]) -> Option<usize> {
+    // `is_ascii` checks a word at a time; most values are ASCII.
+    if s.is_ascii() {
+        return None;
+    }
     s.iter().position(|&b| b >= 0x80)
 }
 
