@@ -45,7 +45,6 @@ pub struct Ruleset {
     pub(crate) tx_names: Vec<Vec<u8>>,
     /// Slots of TX:0..TX:9 (captures).
     pub(crate) capture_slots: [u32; 10],
-    pub(crate) markers: Vec<String>,
     /// Rule heads with an id (for `--version` and tests).
     pub rule_count: usize,
 }
@@ -98,7 +97,6 @@ pub(crate) struct CLink {
     pub op: CompiledOp,
     /// Expanded argument for string/numeric operators.
     pub op_arg: Option<CMacro>,
-    pub op_name: &'static str,
     pub negated: bool,
     /// Trie node of the whole pipeline, and every node along it (for multiMatch).
     pub pipeline: u32,
@@ -208,7 +206,6 @@ impl Ruleset {
             tx_slots: l.tx_slots,
             tx_names: l.tx_names,
             capture_slots,
-            markers: l.markers,
             rule_count,
         })
     }
@@ -415,7 +412,6 @@ impl Lowerer {
             targets,
             op,
             op_arg,
-            op_name: r.operator.kind.name(),
             negated: r.operator.negated,
             pipeline,
             pipeline_steps,

@@ -184,7 +184,6 @@ pub(crate) fn write_name(req: &RequestData, temp: &[u8], v: &ValueRef, out: &mut
 /// A key selector used for exclusions coming from `ctl` at run time.
 pub(crate) enum ExtraExclusion<'a> {
     Key(&'a [u8]),
-    Selector(&'a CSelector),
 }
 
 /// Appends the values of `target` to `out` (counts as one value).
@@ -349,10 +348,8 @@ impl Collector<'_, '_> {
             }
         }
         for e in self.extra {
-            let hit = match e {
-                ExtraExclusion::Key(k) => name.eq_ignore_ascii_case(k),
-                ExtraExclusion::Selector(s) => self.excluded_by(s, name),
-            };
+            let ExtraExclusion::Key(k) = e;
+            let hit = name.eq_ignore_ascii_case(k);
             if hit {
                 return false;
             }
