@@ -12,6 +12,20 @@
 //! do, panic on any input, or do work that grows faster than the input. Values handed to the
 //! sink borrow the input or the scratch buffer and are only valid during the call.
 //!
+//! # Mapping results to variables (for the engine)
+//! | call | variables |
+//! |---|---|
+//! | [`urlencoded::parse`] on the query | `sink.arg` → ARGS_GET; `invalid_encoding` → URLENCODED_ERROR |
+//! | [`urlencoded::parse`] on the body | `sink.arg` → ARGS_POST; `invalid_encoding` → URLENCODED_ERROR |
+//! | [`cookies::parse`], once per `Cookie` header | `sink.arg` → REQUEST_COOKIES (and _NAMES) |
+//! | [`json::parse`] | `sink.arg` → ARGS_POST |
+//! | [`multipart::parse`] | `arg` → ARGS_POST, `file` → FILES / FILES_NAMES / FILES_SIZES, `part_header` → MULTIPART_PART_HEADERS, [`multipart::MultipartOutcome`] → MULTIPART_*, FILES_COMBINED_SIZE |
+//! | [`xml::parse`] | `xml_text` → `XML:/*`, `xml_attr` → `XML://@*` |
+//!
+//! A returned [`BodyError`] sets REQBODY_ERROR (and REQBODY_PROCESSOR_ERROR) to 1 and its
+//! `to_string()` is REQBODY_ERROR_MSG, e.g. `Multipart parsing error: Multipart: Final
+//! boundary missing.` (the text libmodsecurity3 uses, which CRS tests grep for).
+//!
 //! # Bounds
 //! Every processor honours [`BodyLimits`]; exceeding one is a [`BodyError`] of kind
 //! [`BodyErrorKind::Limit`], and what was extracted before the limit stays with the sink.
@@ -300,15 +314,16 @@ impl<T: Copy + Default, const N: usize> SmallStack<T, N> {
     }
 }
 
-/// Renders untrusted bytes for an error message: printable ASCII as is, everything else as
-/// `\xHH`, cut after `max` input bytes (ModSecurity's `log_escape_nq`, bounded).
+/// Renders untrusted bytes for an error message as ModSecurity's `log_escape_nq` does:
+/// printable ASCII as is, `\\` doubled, everything else as `\xHH`; cut after `max` input
+/// bytes so a message stays one short line.
 pub(crate) fn escape_for_message(bytes: &[u8], max: usize) -> String {
     let mut out = String::with_capacity(bytes.len().min(max) + 8);
     for &b in bytes.iter().take(max) {
-        if (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("\\x{b:02x}"));
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
         }
     }
     if bytes.len() > max {
@@ -572,8 +587,8 @@ mod tests {
     #[test]
     fn escape_for_message_is_bounded_and_printable() {
         assert_eq!(
-            escape_for_message(b"ab\x00\xff\"\\c", 100),
-            "ab\\x00\\xff\\x22\\x5cc"
+            escape_for_message(b"ab\x00\xff\"\\c\n", 100),
+            "ab\\x00\\xff\"\\\\c\\x0a"
         );
         assert_eq!(escape_for_message(b"abcdef", 3), "abc...");
     }
