@@ -88,6 +88,14 @@ pub use json::{Encoder, REDACTED};
 
 use crate::config;
 
+// Events cross threads, and every worker owns a sender.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Event>();
+    assert_send::<AuditSender>();
+    assert_send::<AuditLog>();
+};
+
 /// How long dropping an [`AuditLog`] that was not shut down waits for the writer.
 pub const DROP_WAIT: Duration = Duration::from_secs(5);
 
