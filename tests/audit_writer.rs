@@ -604,6 +604,16 @@ fn queue_full_is_reported_in_the_diagnostics() {
         "{:?}",
         CAPTURE.0.lock().unwrap()
     );
+    // Rate limited: the first drop is reported at once, the rest of the burst (well under
+    // 10 s) only in the final report at shutdown.
+    let reports = CAPTURE
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(l, m)| *l == log::Level::Warn && m.contains(&shown) && m.contains("dropped"))
+        .count();
+    assert!((1..=2).contains(&reports), "{reports} reports");
 }
 
 #[test]
