@@ -41,10 +41,11 @@
 //! the process loses what was still queued; a crash of the host may lose what the kernel had
 //! not written back.
 //!
-//! Cost (`cargo bench --bench audit_bench`, 2-core VM shared with other builds, 2025-11-25):
-//! a typical event (12 headers, 3 messages, 2.9 KB of JSON) encodes in ~2.1 µs (serde_json:
-//! ~3.7 µs); one `send` costs a worker ~0.3 µs; the writer sustains ~150k events/s to
-//! `/dev/null` and ~85k events/s (~240 MB/s) to a file on disk.
+//! Cost (`cargo bench --bench audit_bench`, 2-core VM, quiet, 2025-11-25): a typical event
+//! (12 headers, 3 messages, 2.9 KB of JSON) encodes in 2.0 µs (serde_json, same shape: 3.7 µs);
+//! a `send` costs a worker 0.3-0.45 µs; the writer sustains ~155k events/s (440 MB/s) to
+//! `/dev/null`, and 45k-120k events/s (130-350 MB/s) to a file on disk, bounded by the disk
+//! once the kernel's dirty-page limit is reached.
 //!
 //! Wiring (main and the server):
 //!
