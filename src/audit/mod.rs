@@ -16,9 +16,11 @@
 //!   dropped and counted in [`AuditStats::dropped_full`]; the writer reports drops with
 //!   `log::warn!` at most once per 10 s (count since the last report, and the total).
 //! - **The writer** drains everything queued into one buffer (up to 1 MiB) and writes it with
-//!   one `write` call (more only if the kernel writes short). A write error (full disk, I/O
-//!   error) drops that batch: its events are counted in [`AuditStats::lost_io`], reported at most
-//!   once per 10 s, and the next batch is tried as usual.
+//!   one `write` call (more only if the kernel writes short). While events keep coming it
+//!   polls the queue every 2 ms rather than sleeping in it, so a `send` never has to wake it
+//!   (no syscall on the request path); idle, it sleeps in the queue. A write error (full disk,
+//!   I/O error) drops that batch: its events are counted in [`AuditStats::lost_io`], reported at
+//!   most once per 10 s, and the next batch is tried as usual.
 //! - **Rotation.** The file is opened with `O_APPEND`, so `copytruncate` works (writes land at
 //!   the new end). Rename or removal (logrotate without `copytruncate`) is detected by comparing
 //!   the (device, inode) of the path with the open file's, at least once per second and before
@@ -29,7 +31,8 @@
 //! - **Shutdown** ([`AuditLog::shutdown`], called by the server after its drain on SIGTERM):
 //!   refuses new events, writes everything already queued, fsyncs, and joins the thread.
 //!   Nothing queued before the call is lost; an event sent after it is counted in
-//!   [`AuditStats::dropped_closed`]. Dropping an [`AuditLog`] does the same.
+//!   [`AuditStats::dropped_closed`]. [`AuditLog::shutdown_timeout`] bounds the wait for a
+//!   stalled disk. Dropping an [`AuditLog`] shuts down too, waiting at most [`DROP_WAIT`].
 //! - **Start-up.** [`AuditLog::spawn`] opens (creates) the file before returning, so an
 //!   unwritable path is an [`AuditError::Open`] naming the path and the effective uid; main
 //!   prints it and exits non-zero. The parent directory is not created.
@@ -37,6 +40,33 @@
 //! Durability: batches go to the page cache; the file is fsynced only at shutdown. A crash of
 //! the process loses what was still queued; a crash of the host may lose what the kernel had
 //! not written back.
+//!
+//! Cost (`cargo bench --bench audit_bench`, 2-core VM, quiet, 2025-11-25): a typical event
+//! (12 headers, 3 messages, 2.9 KB of JSON) encodes in 2.0 µs (serde_json, same shape: 3.7 µs);
+//! a `send` costs a worker 0.3-0.45 µs; the writer sustains ~155k events/s (440 MB/s) to
+//! `/dev/null`, and 45k-120k events/s (130-350 MB/s) to a file on disk, bounded by the disk
+//! once the kernel's dirty-page limit is reached.
+//!
+//! Wiring (main and the server):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use coraza_spoa::{audit::AuditLog, config::Config};
+//!
+//! let cfg = Config::default();
+//! let (mut audit, sender) = AuditLog::spawn(&cfg.audit).unwrap_or_else(|e| {
+//!     eprintln!("coraza-spoa: {e}"); // names the path and the uid
+//!     std::process::exit(1);
+//! });
+//! audit.install_sighup_handler().expect("SIGHUP handler");
+//! let metrics = audit.stats(); // AtomicU64 counters, readable at any time
+//! // Each worker gets `sender.clone()` and calls `sender.send(event)` (never blocks).
+//! # drop((sender, metrics));
+//! // On SIGTERM, after the workers have drained:
+//! if let Err(e) = audit.shutdown_timeout(Duration::from_secs(10)) {
+//!     eprintln!("coraza-spoa: {e}");
+//! }
+//! ```
 
 mod event;
 mod json;
@@ -48,8 +78,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 pub use event::{
     severity_level, Action, Event, Message, RequestInfo, ResponseInfo, RuleEngineMode,
@@ -57,6 +88,17 @@ pub use event::{
 pub use json::{Encoder, REDACTED};
 
 use crate::config;
+
+// Events cross threads, and every worker owns a sender.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<Event>();
+    assert_send::<AuditSender>();
+    assert_send::<AuditLog>();
+};
+
+/// How long dropping an [`AuditLog`] that was not shut down waits for the writer.
+pub const DROP_WAIT: Duration = Duration::from_secs(5);
 
 /// What travels on the queue. Events are boxed so a queue slot is one pointer: the queue is
 /// allocated up front at its full capacity.
@@ -139,6 +181,12 @@ pub enum AuditError {
     Sync { path: PathBuf, source: io::Error },
     /// The writer thread panicked (a bug): what it still held is lost.
     WriterPanicked,
+    /// The writer had not finished after the shutdown's time limit.
+    ShutdownTimedOut {
+        path: PathBuf,
+        limit: Duration,
+        pending: usize,
+    },
 }
 
 impl fmt::Display for AuditError {
@@ -160,6 +208,16 @@ impl fmt::Display for AuditError {
                 )
             }
             AuditError::WriterPanicked => f.write_str("the audit writer thread panicked"),
+            AuditError::ShutdownTimedOut {
+                path,
+                limit,
+                pending,
+            } => write!(
+                f,
+                "audit log {}: the writer did not finish within {limit:?}; {pending} queued \
+                 events and the batch being written are lost",
+                path.display()
+            ),
         }
     }
 }
@@ -169,7 +227,9 @@ impl std::error::Error for AuditError {
         match self {
             AuditError::Open { source, .. } | AuditError::Sync { source, .. } => Some(source),
             AuditError::Spawn(e) | AuditError::Signal(e) => Some(e),
-            AuditError::ZeroQueue | AuditError::WriterPanicked => None,
+            AuditError::ZeroQueue
+            | AuditError::WriterPanicked
+            | AuditError::ShutdownTimedOut { .. } => None,
         }
     }
 }
@@ -223,6 +283,9 @@ pub struct AuditLog {
 
 struct Running {
     thread: JoinHandle<Result<(), AuditError>>,
+    /// Disconnected when the writer thread ends, however it ends: lets shutdown wait with a
+    /// limit (std has no join with a timeout).
+    done: Receiver<()>,
     wake: Sender<Msg>,
     gate: Arc<Gate>,
     sighup: Option<signal_hook::SigId>,
@@ -252,9 +315,13 @@ impl AuditLog {
             reopen_requested: Arc::clone(&reopen_requested),
             queue_capacity: cfg.queue,
         });
+        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || w.run())
+            .spawn(move || {
+                let _done = done_tx;
+                w.run()
+            })
             .map_err(AuditError::Spawn)?;
         let sender = AuditSender {
             tx: tx.clone(),
@@ -264,6 +331,7 @@ impl AuditLog {
         let log = AuditLog {
             running: Some(Running {
                 thread,
+                done,
                 wake: tx,
                 gate,
                 sighup: None,
@@ -312,13 +380,20 @@ impl AuditLog {
     }
 
     /// Stops the writer: refuses new events, writes everything already queued, fsyncs the
-    /// file, joins the thread. Call it after the workers have drained (SIGTERM). Blocks until
-    /// the queue is written, however long the disk takes.
+    /// file, joins the thread. Call it after the workers have drained (SIGTERM). Waits as long
+    /// as the disk takes; see [`AuditLog::shutdown_timeout`] for a bounded wait.
     pub fn shutdown(mut self) -> Result<(), AuditError> {
-        self.stop()
+        self.stop(None)
     }
 
-    fn stop(&mut self) -> Result<(), AuditError> {
+    /// [`AuditLog::shutdown`], waiting at most `limit` for the writer (a stalled disk, a hung
+    /// NFS mount). On time-out the writer is left to finish on its own while the process
+    /// exits, and whatever it still holds is lost ([`AuditError::ShutdownTimedOut`]).
+    pub fn shutdown_timeout(mut self, limit: Duration) -> Result<(), AuditError> {
+        self.stop(Some(limit))
+    }
+
+    fn stop(&mut self, limit: Option<Duration>) -> Result<(), AuditError> {
         let Some(running) = self.running.take() else {
             return Ok(());
         };
@@ -326,10 +401,17 @@ impl AuditLog {
             signal_hook::low_level::unregister(id);
         }
         running.gate.closed.store(true, Ordering::SeqCst);
-        // Blocking send: waits for room if the queue is full, which the writer is draining. It
-        // fails at once if the writer is gone.
-        let _ = running.wake.send(Msg::Wake);
-        drop(running.wake);
+        // A full queue needs no wake-up: the writer is busy and checks `closed` between batches.
+        let _ = running.wake.try_send(Msg::Wake);
+        if let Some(limit) = limit {
+            if let Err(RecvTimeoutError::Timeout) = running.done.recv_timeout(limit) {
+                return Err(AuditError::ShutdownTimedOut {
+                    path: self.path.clone(),
+                    limit,
+                    pending: running.wake.len(),
+                });
+            }
+        }
         running
             .thread
             .join()
@@ -338,8 +420,10 @@ impl AuditLog {
 }
 
 impl Drop for AuditLog {
+    /// Shuts down if [`AuditLog::shutdown`] was not called, waiting at most [`DROP_WAIT`]
+    /// (a drop may run while unwinding, where hanging on a stalled disk helps no one).
     fn drop(&mut self) {
-        if let Err(e) = self.stop() {
+        if let Err(e) = self.stop(Some(DROP_WAIT)) {
             log::error!("{e}");
         }
     }

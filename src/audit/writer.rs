@@ -185,6 +185,7 @@ impl Writer {
             // the worker a futex syscall per event; a polling one costs it nothing.
             loop {
                 let emptied = self.fill_batch();
+                let had_events = self.batch_events > 0;
                 self.maintain();
                 self.flush();
                 self.report(Instant::now(), false);
@@ -193,6 +194,9 @@ impl Writer {
                     return self.finish();
                 }
                 if emptied {
+                    if !had_events {
+                        break;
+                    }
                     std::thread::sleep(LINGER);
                     if self.rx.is_empty() {
                         break;
