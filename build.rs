@@ -13,6 +13,12 @@
 #[path = "src/seclang/mod.rs"]
 mod seclang;
 
+/// The engine's regex syntax (same flags, same rewrite): every pattern is compiled once here,
+/// so the binary may compile them lazily at run time knowing they are valid.
+#[allow(dead_code)]
+#[path = "src/engine/operators/rx.rs"]
+mod rx;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +40,7 @@ fn run() -> Result<(), String> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/seclang");
+    println!("cargo:rerun-if-changed=src/engine/operators/rx.rs");
     println!("cargo:rerun-if-changed=rules");
     println!("cargo:rerun-if-changed=overrides.conf");
     println!("cargo:rerun-if-env-changed=CRS_DIR");
@@ -68,6 +75,8 @@ fn run() -> Result<(), String> {
             }
         }
     }
+
+    validate_regexes(&program.rules)?;
 
     let signature = program
         .settings
@@ -153,6 +162,29 @@ fn run() -> Result<(), String> {
     );
     let _ = writeln!(rs, "pub static PROGRAM: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/ruleset.postcard\"));");
     std::fs::write(out.join("ruleset.rs"), rs).map_err(|e| format!("writing ruleset.rs: {e}"))?;
+    Ok(())
+}
+
+/// Compiles every `@rx` pattern and `/regex/` key; the first failure stops the build.
+fn validate_regexes(rules: &[seclang::ir::Rule]) -> Result<(), String> {
+    use seclang::ir::{OperatorArg, Selector};
+    for head in rules {
+        let mut link = Some(head);
+        while let Some(r) = link {
+            if let OperatorArg::Pattern(p) = &r.operator.arg {
+                rx::compile(p).map_err(|e| format!("{}:{}: {e}", r.file, r.line))?;
+            }
+            for t in &r.targets {
+                for sel in std::iter::once(&t.selector).chain(&t.exclusions) {
+                    if let Selector::Regex(p) = sel {
+                        rx::compile_key_regex(p)
+                            .map_err(|e| format!("{}:{}: {e}", r.file, r.line))?;
+                    }
+                }
+            }
+            link = r.chain.as_deref();
+        }
+    }
     Ok(())
 }
 

@@ -120,3 +120,139 @@ mod tests {
         assert!(r.is_match(Input::new(b"_PK_REF.1")));
     }
 }
+
+/// The ruleset's regexes, compiled on first use.
+///
+/// Start-up compiles none of them (the production patterns were validated when `build.rs`
+/// compiled the ruleset; `--rules` validates eagerly with [`RegexTable::validate`]). The first
+/// evaluation that needs a pattern compiles it once for the process (`OnceLock`: a one-time
+/// initialisation, not a lock on the request path afterwards); [`RegexTable::warm_up`] compiles
+/// them all in the background right after the agent is ready. With the literal prefilter, most
+/// patterns are never needed by benign traffic at all.
+#[derive(Debug, Default)]
+pub struct RegexTable {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    pattern: String,
+    key: bool,
+    cell: std::sync::OnceLock<Option<Regex>>,
+}
+
+/// Per-worker search state for every regex of a table (created lazily).
+#[derive(Debug, Default)]
+pub struct RegexCaches {
+    caches: Vec<Option<meta::Cache>>,
+    captures: Vec<Option<regex_automata::util::captures::Captures>>,
+}
+
+impl RegexCaches {
+    pub fn for_table(t: &RegexTable) -> RegexCaches {
+        RegexCaches {
+            caches: (0..t.len()).map(|_| None).collect(),
+            captures: (0..t.len()).map(|_| None).collect(),
+        }
+    }
+
+    /// The captures of the last [`RegexTable::captures`] search with regex `i`.
+    pub fn last_captures(&self, i: u32) -> Option<&regex_automata::util::captures::Captures> {
+        self.captures.get(i as usize).and_then(Option::as_ref)
+    }
+}
+
+impl RegexTable {
+    pub fn push(&mut self, pattern: &str, key: bool) -> u32 {
+        self.entries.push(Entry {
+            pattern: pattern.to_string(),
+            key,
+            cell: std::sync::OnceLock::new(),
+        });
+        (self.entries.len() - 1) as u32
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn pattern(&self, i: u32) -> &str {
+        self.entries
+            .get(i as usize)
+            .map_or("", |e| e.pattern.as_str())
+    }
+
+    /// The compiled regex, compiling it now if needed. `None` only if the pattern does not
+    /// compile, which `validate` (run-time rules) or `build.rs` (built-in rules) rules out.
+    pub fn get(&self, i: u32) -> Option<&Regex> {
+        let e = self.entries.get(i as usize)?;
+        e.cell
+            .get_or_init(|| {
+                let r = if e.key {
+                    compile_key_regex(&e.pattern)
+                } else {
+                    compile(&e.pattern)
+                };
+                r.map_err(|err| log::error!("regex {i} does not compile ({err}); it never matches"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Compiles every pattern now; the first failure is returned with its index.
+    pub fn validate(&self) -> Result<(), (u32, String)> {
+        for (i, e) in self.entries.iter().enumerate() {
+            let r = if e.key {
+                compile_key_regex(&e.pattern)
+            } else {
+                compile(&e.pattern)
+            };
+            match r {
+                Ok(re) => {
+                    let _ = e.cell.set(Some(re));
+                }
+                Err(err) => return Err((i as u32, err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles every pattern not compiled yet (for a background thread after start-up).
+    pub fn warm_up(&self) {
+        for i in 0..self.entries.len() {
+            let _ = self.get(i as u32);
+        }
+    }
+
+    /// Whether regex `i` matches anywhere in `hay`.
+    pub fn is_match(&self, i: u32, caches: &mut RegexCaches, hay: &[u8]) -> bool {
+        let Some(re) = self.get(i) else { return false };
+        let Some(slot) = caches.caches.get_mut(i as usize) else {
+            return false;
+        };
+        let cache = slot.get_or_insert_with(|| re.create_cache());
+        re.search_half_with(cache, &regex_automata::Input::new(hay).earliest(true))
+            .is_some()
+    }
+
+    /// Leftmost-first match of regex `i` with its groups (kept in `caches` for
+    /// [`RegexCaches::last_captures`]); returns the span of group 0.
+    pub fn captures(&self, i: u32, caches: &mut RegexCaches, hay: &[u8]) -> Option<(usize, usize)> {
+        let re = self.get(i)?;
+        let idx = i as usize;
+        let cache = caches
+            .caches
+            .get_mut(idx)?
+            .get_or_insert_with(|| re.create_cache());
+        let caps = caches
+            .captures
+            .get_mut(idx)?
+            .get_or_insert_with(|| re.create_captures());
+        re.search_captures_with(cache, &regex_automata::Input::new(hay), caps);
+        caps.get_match().map(|m| (m.start(), m.end()))
+    }
+}
