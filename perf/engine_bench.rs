@@ -27,7 +27,7 @@ fn main() {
     let program = coraza_spoa::builtin::program().expect("embedded program");
     let decode = t0.elapsed();
     let t1 = Instant::now();
-    let rs = Ruleset::new(program).expect("ruleset");
+    let rs = Ruleset::new_lazy(program).expect("ruleset");
     let lower = t1.elapsed();
     let rs: &'static Ruleset = Box::leak(Box::new(rs));
     let t2 = Instant::now();

@@ -59,7 +59,7 @@ pub(crate) struct PrefilterState {
 
 impl PrefilterState {
     pub fn new(rs: &Ruleset) -> PrefilterState {
-        let words = rs.prefilter.words();
+        let words = rs.prefilter_words();
         PrefilterState {
             words,
             done: vec![false; rs.source_nodes.len()],
@@ -83,6 +83,9 @@ impl PrefilterState {
 
 /// Whether the prefilter allows rule `info` to match at all in this phase.
 fn possible(t: &mut Transaction<'_>, info: &super::ruleset::PrefilterInfo) -> bool {
+    if t.rs.prefilter().is_none() {
+        return true;
+    }
     let words = t.sc.pf.words;
     let (w, b) = ((info.bit / 64) as usize, 1u64 << (info.bit % 64));
     for &sn in &info.sources {
@@ -98,6 +101,9 @@ fn possible(t: &mut Transaction<'_>, info: &super::ruleset::PrefilterInfo) -> bo
 
 fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
     let rs = t.rs;
+    let Some(prefilter) = rs.prefilter() else {
+        return;
+    };
     let words = t.sc.pf.words;
     let (source, node) = rs.source_nodes[sn as usize];
     let mut acc = std::mem::take(&mut t.sc.pf.scratch);
@@ -120,7 +126,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
                     None => {
                         let o = pf.raw_store.len();
                         pf.raw_store.resize(o + words, 0);
-                        rs.prefilter.scan(raw, &mut pf.raw_store[o..o + words]);
+                        prefilter.scan(raw, &mut pf.raw_store[o..o + words]);
                         pf.raw_bits.insert(k, o as u32);
                         o
                     }
@@ -131,7 +137,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
             }
             _ => {
                 let value = t.cache.get(raw, loc);
-                rs.prefilter.scan(value, &mut acc);
+                prefilter.scan(value, &mut acc);
             }
         }
     }
@@ -393,7 +399,7 @@ fn operator(
                 Some(MatchInfo::default())
             }
         }
-        CompiledOp::Pm(i) => span(operators::pm::find(&rs.phrase_sets[*i as usize], value)),
+        CompiledOp::Pm(i) => span(rs.phrase_sets.find(*i, value)),
         CompiledOp::Num(op) => operators::numeric(*op, value, arg).then(MatchInfo::default),
         CompiledOp::Str(op) => span(operators::string(*op, value, arg)),
         CompiledOp::ByteRange(set) => span(operators::byte_range(set, value)),

@@ -8,10 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
-
 use super::operators::{self, CompiledOp, Network, NumOp, StrOp};
-use super::prefilter::{self, Prefilter};
+use super::prefilter::Prefilter;
 use super::variables::{self as vars, Source};
 use crate::seclang::ir::{self, *};
 
@@ -40,7 +38,7 @@ pub struct Ruleset {
     pub(crate) phases: [Vec<u32>; 6],
     pub(crate) pipelines: Vec<PipeNode>,
     pub(crate) regexes: operators::rx::RegexTable,
-    pub(crate) phrase_sets: Vec<AhoCorasick>,
+    pub(crate) phrase_sets: operators::pm::PhraseTable,
     /// Lower-cased TX key → slot.
     pub(crate) tx_slots: HashMap<Vec<u8>, u32>,
     pub(crate) tx_names: Vec<Vec<u8>>,
@@ -48,8 +46,11 @@ pub struct Ruleset {
     pub(crate) capture_slots: [u32; 10],
     /// Rule heads with an id (for `--version` and tests).
     pub rule_count: usize,
-    /// One automaton over every prefiltered rule's required literals.
-    pub(crate) prefilter: Prefilter,
+    /// One automaton over every prefiltered rule's required literals; built by
+    /// [`Ruleset::warm_up`] (or [`Ruleset::build_prefilter`]). Until it exists, no rule is
+    /// skipped: evaluation is correct, only slower.
+    pub(crate) prefilter: std::sync::OnceLock<Prefilter>,
+    pf_sets: Vec<Vec<Vec<u8>>>,
     /// (source, pipeline node) pairs prefiltered rules read; indices of `PrefilterInfo::sources`.
     pub(crate) source_nodes: Vec<(Source, u32)>,
     /// Rules with a prefilter / all rule heads (reported by tools).
@@ -194,6 +195,11 @@ impl Ruleset {
     /// (run-time rules: `check --rules`).
     pub fn new(program: Program) -> Result<Ruleset, LowerError> {
         let rs = Ruleset::new_lazy(program)?;
+        rs.build_prefilter().map_err(|m| LowerError {
+            file: String::new(),
+            line: 0,
+            message: m,
+        })?;
         if let Err((i, e)) = rs.regexes.validate() {
             let (file, line) = rs.regex_origin(i);
             return Err(LowerError {
@@ -231,11 +237,6 @@ impl Ruleset {
             }
         }
         let rule_count = rules.iter().filter(|r| r.id != 0).count();
-        let prefilter = Prefilter::build(&l.pf_sets).map_err(|m| LowerError {
-            file: String::new(),
-            line: 0,
-            message: m,
-        })?;
         Ok(Ruleset {
             settings: program.settings,
             rules,
@@ -248,7 +249,8 @@ impl Ruleset {
             capture_slots,
             rule_count,
             prefiltered_rules: l.pf_sets.len(),
-            prefilter,
+            prefilter: std::sync::OnceLock::new(),
+            pf_sets: l.pf_sets,
             source_nodes: l.source_nodes,
         })
     }
@@ -284,7 +286,31 @@ impl Ruleset {
 
     /// Compiles every regex not compiled yet (call from a background thread after start-up).
     pub fn warm_up(&self) {
+        if let Err(e) = self.build_prefilter() {
+            log::error!("{e}; rules are evaluated without the prefilter");
+        }
         self.regexes.warm_up();
+        self.phrase_sets.warm_up();
+    }
+
+    /// Builds the prefilter automaton now (idempotent).
+    pub fn build_prefilter(&self) -> Result<(), String> {
+        if self.prefilter.get().is_some() {
+            return Ok(());
+        }
+        let pf = Prefilter::build(&self.pf_sets)?;
+        let _ = self.prefilter.set(pf);
+        Ok(())
+    }
+
+    /// The prefilter, if it has been built; never waits.
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.get()
+    }
+
+    /// Number of u64 words in a prefilter bitset.
+    pub(crate) fn prefilter_words(&self) -> usize {
+        self.pf_sets.len().div_ceil(64).max(1)
     }
 
     /// Slot of a lower-cased TX key written literally in the rules.
@@ -308,7 +334,7 @@ struct Lowerer {
     pipe_index: HashMap<(u32, Transformation), u32>,
     regexes: operators::rx::RegexTable,
     regex_index: HashMap<(String, bool), u32>,
-    phrase_sets: Vec<AhoCorasick>,
+    phrase_sets: operators::pm::PhraseTable,
     tx_slots: HashMap<Vec<u8>, u32>,
     tx_names: Vec<Vec<u8>>,
     markers: Vec<String>,
@@ -439,22 +465,7 @@ impl Lowerer {
         if link.is_action || link.negated || r.kind != RuleKind::Rule {
             return None;
         }
-        let set: Vec<Vec<u8>> = match (&r.operator.kind, &r.operator.arg) {
-            (OperatorKind::Rx, OperatorArg::Pattern(p)) => prefilter::required_literals(p)?,
-            (OperatorKind::Pm, OperatorArg::Phrases(ps)) => {
-                if ps.iter().any(|p| p.is_empty()) {
-                    return None;
-                }
-                let mut v: Vec<Vec<u8>> = ps
-                    .iter()
-                    .map(|p| p.as_bytes().to_ascii_lowercase())
-                    .collect();
-                v.sort();
-                v.dedup();
-                v
-            }
-            _ => return None,
-        };
+        let set: Vec<Vec<u8>> = r.operator.literals.clone()?;
         // Every value the link tests: each source at each pipeline node it is tested at.
         let mut nodes = vec![link.pipeline];
         if link.multi_match {
@@ -596,9 +607,7 @@ impl Lowerer {
             },
             K::Pm => match &o.arg {
                 OperatorArg::Phrases(ps) => {
-                    let ac = operators::pm::compile(ps).map_err(|e| self.err(e))?;
-                    self.phrase_sets.push(ac);
-                    (CompiledOp::Pm(self.phrase_sets.len() as u32 - 1), None)
+                    (CompiledOp::Pm(self.phrase_sets.push(ps.clone())), None)
                 }
                 _ => return Err(self.err("@pm without phrases")),
             },
