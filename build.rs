@@ -188,8 +188,11 @@ fn validate_regexes(rules: &[seclang::ir::Rule]) -> Result<(), String> {
     Ok(())
 }
 
-/// `CRS_DIR` when set; otherwise `../shared/crs/v<pin>` beside the repository.
+/// `CRS_DIR` when set; otherwise `../shared/crs/v<pin>` beside the repository; otherwise a
+/// copy fetched earlier into `target/crs/v<pin>`; otherwise fetch it now with
+/// `rules/fetch-crs.sh` (downloads the release tarball and verifies its pinned SHA-256).
 fn locate_crs(manifest: &Path) -> Result<PathBuf, String> {
+    println!("cargo:rerun-if-changed=rules/fetch-crs.sh");
     if let Some(d) = std::env::var_os("CRS_DIR") {
         let d = PathBuf::from(d);
         if !d.join("rules").is_dir() {
@@ -201,10 +204,32 @@ fn locate_crs(manifest: &Path) -> Result<PathBuf, String> {
     if shared.join("rules").is_dir() {
         return Ok(shared);
     }
-    Err(format!(
-        "the pinned CRS v{CRS_PIN} was not found: set CRS_DIR to the release directory, \
-         or fetch it with `rules/fetch-crs.sh` (checksum-verified) and set CRS_DIR as it prints"
-    ))
+    let fetched = manifest.join("target/crs").join(format!("v{CRS_PIN}"));
+    if fetched.join("rules").is_dir() {
+        return Ok(fetched);
+    }
+    let out = std::process::Command::new("sh")
+        .arg(manifest.join("rules/fetch-crs.sh"))
+        .output()
+        .map_err(|e| {
+            format!(
+                "the pinned CRS v{CRS_PIN} was not found and rules/fetch-crs.sh could not run: {e}"
+            )
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "the pinned CRS v{CRS_PIN} was not found (no CRS_DIR, no ../shared copy) and fetching it failed: {}",
+            err.trim().lines().last().unwrap_or("rules/fetch-crs.sh failed")
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CRS_DIR="))
+        .map(|d| PathBuf::from(d.trim()))
+        .filter(|d| d.join("rules").is_dir())
+        .ok_or_else(|| "rules/fetch-crs.sh did not print a usable CRS_DIR= line".to_string())
 }
 
 /// Checks every file listed in `SHA256SUMS`; returns the (path, hash) list.
