@@ -413,20 +413,16 @@ impl Collector<'_, '_> {
             return;
         }
         let rs = self.rs;
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         st.tx.for_each_live(|slot, key, value| {
             let k = match slot {
                 Some(s) => rs.tx_names[s as usize].as_slice(),
                 None => key,
             };
-            entries.push((k.to_vec(), value.to_vec()));
-        });
-        for (k, v) in entries {
-            if self.selected(&k) {
-                let ks = self.push_temp(&k);
-                self.temp_value(&v, ks);
+            if self.selected(k) {
+                let ks = self.push_temp(k);
+                self.temp_value(value, ks);
             }
-        }
+        });
     }
 
     fn scalar(&mut self, s: Scalar) {
