@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::ruleset::PipeNode;
-use super::transformations;
+use super::transformations::{self, Transformation};
 
 /// Identifies a value for caching: source list (8 bits), entry index, name-or-value bit.
 pub(crate) type ValueKey = u64;
 
 /// Where a transformed value lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Loc {
     /// Identical to the untransformed value.
     Raw,
@@ -27,6 +27,11 @@ pub(crate) enum Loc {
 #[derive(Default)]
 pub(crate) struct TransformCache {
     map: HashMap<(ValueKey, u32), Loc, BuildHasherDefault<FxHasher>>,
+    /// One transformation step from a given input: different pipelines that reach the same
+    /// input (e.g. `utf8toUnicode > urlDecodeUni` on ASCII and `urlDecodeUni` alone) share the
+    /// step and therefore the output location, so nothing downstream is computed or scanned
+    /// twice.
+    steps: HashMap<(ValueKey, Loc, Transformation), Loc, BuildHasherDefault<FxHasher>>,
     arena: Vec<u8>,
     work: Vec<u8>,
     path: Vec<u32>,
@@ -35,6 +40,7 @@ pub(crate) struct TransformCache {
 impl TransformCache {
     pub fn clear(&mut self) {
         self.map.clear();
+        self.steps.clear();
         self.arena.clear();
     }
 
@@ -80,6 +86,14 @@ impl TransformCache {
             let Some(t) = pipes[n as usize].t else {
                 continue;
             };
+            if let Some(k) = key {
+                if let Some(&l) = self.steps.get(&(k, loc, t)) {
+                    loc = l;
+                    self.map.insert((k, n), loc);
+                    continue;
+                }
+            }
+            let input_loc = loc;
             self.work.clear();
             let input = match loc {
                 Loc::Raw => raw,
@@ -91,6 +105,7 @@ impl TransformCache {
                 loc = Loc::Arena(start, u32::try_from(self.work.len()).unwrap_or(u32::MAX));
             }
             if let Some(k) = key {
+                self.steps.insert((k, input_loc, t), loc);
                 self.map.insert((k, n), loc);
             }
         }

@@ -45,14 +45,19 @@ pub(crate) enum RuleSelector {
 
 /// Per-transaction prefilter results: for each (source, node) pair, the OR of the rule bits
 /// lit by its values; computed on first need in each phase (sources grow when the body is
-/// parsed). Raw values' scans are shared by every node that leaves them unchanged.
+/// parsed). Scans are shared by every node that yields the same bytes.
 #[derive(Default)]
 pub(crate) struct PrefilterState {
     words: usize,
     done: Vec<bool>,
     bits: Vec<u64>,
-    raw_bits:
-        std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<super::cache::FxHasher>>,
+    /// Scan results per (value, location): the same bytes are scanned once however many
+    /// pipelines produce them.
+    loc_bits: std::collections::HashMap<
+        (u64, super::cache::Loc),
+        u32,
+        std::hash::BuildHasherDefault<super::cache::FxHasher>,
+    >,
     raw_store: Vec<u64>,
     scratch: Vec<u64>,
 }
@@ -64,7 +69,7 @@ impl PrefilterState {
             words,
             done: vec![false; rs.source_nodes.len()],
             bits: vec![0; rs.source_nodes.len() * words],
-            raw_bits: Default::default(),
+            loc_bits: Default::default(),
             raw_store: Vec::new(),
             scratch: vec![0; words],
         }
@@ -72,7 +77,7 @@ impl PrefilterState {
 
     pub fn clear(&mut self) {
         self.new_phase();
-        self.raw_bits.clear();
+        self.loc_bits.clear();
         self.raw_store.clear();
     }
 
@@ -118,16 +123,17 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
         }
         let key = vr.cache_key();
         let loc = t.cache.transform(&rs.pipelines, key, raw, node);
-        match (loc, key) {
-            (super::cache::Loc::Raw, Some(k)) => {
+        match key {
+            Some(k) => {
                 let pf = &mut t.sc.pf;
-                let off = match pf.raw_bits.get(&k) {
+                let off = match pf.loc_bits.get(&(k, loc)) {
                     Some(&o) => o as usize,
                     None => {
                         let o = pf.raw_store.len();
                         pf.raw_store.resize(o + words, 0);
-                        prefilter.scan(raw, &mut pf.raw_store[o..o + words]);
-                        pf.raw_bits.insert(k, o as u32);
+                        let value = t.cache.get(raw, loc);
+                        prefilter.scan(value, &mut pf.raw_store[o..o + words]);
+                        pf.loc_bits.insert((k, loc), o as u32);
                         o
                     }
                 };
@@ -135,7 +141,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
                     *a |= *r;
                 }
             }
-            _ => {
+            None => {
                 let value = t.cache.get(raw, loc);
                 prefilter.scan(value, &mut acc);
             }
