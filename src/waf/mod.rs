@@ -2,8 +2,10 @@
 //!
 //! - `coraza-req` (arguments by name: `app`, `id`, `src-ip`, `src-port`, `dst-ip`, `dst-port`,
 //!   `method`, `path`, `query`, `version`, `headers` — `req.hdrs` text, or `req.hdrs_bin` when
-//!   sent as BINARY —, `body`, `body_size`, `exportRuleIDs`): phases 1–2, and phase 5 unless
-//!   the application inspects responses.
+//!   sent as BINARY —, `body`, `body_size`, `url`, `exportRuleIDs`): phases 1–2, and phase 5
+//!   unless the application inspects responses. The request target is `path` + `?query`; when
+//!   HAProxy's `path` is empty (asterisk form `OPTIONS *`, authority form) the optional `url`
+//!   argument (HAProxy's `url` fetch: the target as received) is used instead.
 //! - `coraza-res` (`app`, `id`, `version`, `status`, `headers`, `body`, `state`,
 //!   `detect-only`, `exportRuleIDs`): phases 3–5 on a transaction rebuilt from `state`.
 //!
@@ -147,6 +149,7 @@ struct ReqArgs<'a> {
     method: &'a [u8],
     path: &'a [u8],
     query: Option<&'a [u8]>,
+    url: Option<&'a [u8]>,
     version: &'a [u8],
     headers: Option<TypedData<'a>>,
     body: &'a [u8],
@@ -245,6 +248,7 @@ impl Waf {
                 b"method" => a.method = bytes("method", v)?.unwrap_or(b""),
                 b"path" => a.path = bytes("path", v)?.unwrap_or(b""),
                 b"query" => a.query = bytes("query", v)?,
+                b"url" => a.url = bytes("url", v)?,
                 b"version" => a.version = bytes("version", v)?.unwrap_or(b""),
                 b"headers" | b"headers-bin" | b"hdrs_bin" => a.headers = Some(v),
                 b"body" => a.body = bytes("body", v)?.unwrap_or(b""),
@@ -284,10 +288,17 @@ impl Waf {
         tx.set_connection(&src, a.src_port, &dst, a.dst_port);
         let uri = &mut w.buf;
         uri.clear();
-        uri.extend_from_slice(a.path);
-        if let Some(q) = a.query {
-            uri.push(b'?');
-            uri.extend_from_slice(q);
+        match a.url {
+            // HAProxy's `path` is empty for `OPTIONS *` and authority-form targets: the
+            // target as received is then the only faithful request line.
+            Some(url) if a.path.is_empty() && !url.is_empty() => uri.extend_from_slice(url),
+            _ => {
+                uri.extend_from_slice(a.path);
+                if let Some(q) = a.query {
+                    uri.push(b'?');
+                    uri.extend_from_slice(q);
+                }
+            }
         }
         tx.set_request_line(a.method, uri, a.version);
         add_headers(a.headers, |n, v| tx.add_request_header(n, v))?;
