@@ -5,7 +5,8 @@
 //! rule ids, msg, matched data, the request's metadata, the anomaly score and the action (`log`
 //! in DetectionOnly, `deny` when a rule on the enforce list turned the engine On); transactions
 //! that match nothing, or only `nolog` rules, give none. The response message (`coraza-res`)
-//! carries the request's state back and its findings are audited too.
+//! carries the request's state back and its findings are audited too; an enforced response
+//! rule denies unless HAProxy sends `detect-only`, in which case it is only logged.
 //!
 //! The ruleset is a small SecLang file compiled here, so every expectation is exact; the
 //! production ruleset is exercised end to end by `tests/waf_e2e.rs`.
@@ -56,6 +57,11 @@ SecRule RESPONSE_BODY "@contains You have an error in your SQL syntax" \
     "id:1951,phase:4,pass,log,t:none,severity:'CRITICAL',msg:'SQL error leaked',\
     logdata:'Matched Data: %{MATCHED_VAR_NAME}',\
     setvar:'tx.blocking_outbound_anomaly_score=+5'"
+SecRule RESPONSE_BODY "@contains Stack trace:" \
+    "id:1952,phase:4,pass,log,t:none,msg:'Stack trace leaked',setvar:'tx.stack_leak=1'"
+SecRuleUpdateActionById 1952 "ctl:ruleEngine=On"
+SecRule TX:STACK_LEAK "@eq 1" \
+    "id:1959,phase:4,deny,status:403,log,t:none,msg:'Outbound evaluation'"
 "#;
 
 fn ruleset() -> &'static Ruleset {
@@ -368,4 +374,67 @@ fn response_findings_are_audited_with_the_request_state() {
     // Nothing: no line.
     assert!(count(&ids[2].0).is_empty());
     assert_eq!(lines.len(), 3);
+}
+
+#[test]
+fn detect_only_turns_an_enforced_response_rule_into_a_log() {
+    let dir = TempDir::new("audit-waf-detect-only");
+    let path = dir.0.join("audit.log");
+    let cfg = config(path.clone(), true);
+    let (audit, sender) = AuditLog::spawn(&cfg.audit).expect("audit writer starts");
+    let waf = Waf::new(ruleset(), cfg, Some(sender));
+    let mut w = waf.new_worker(0);
+    let mut outcomes = Vec::new();
+    for detect_only in [false, true] {
+        let req = request(&waf, &mut w, "/item", "q=hello");
+        let id = req["id"].as_str().unwrap().to_owned();
+        let state = req["state"].as_str().unwrap().to_owned();
+        let res = call(
+            &waf,
+            &mut w,
+            b"coraza-res",
+            &[
+                (b"app", TypedData::String(b"shop")),
+                (b"id", TypedData::String(id.as_bytes())),
+                (b"version", TypedData::String(b"1.1")),
+                (b"status", TypedData::Int64(500)),
+                (
+                    b"headers",
+                    TypedData::String(b"content-type: text/plain\r\n\r\n"),
+                ),
+                (
+                    b"body",
+                    TypedData::Binary(b"Stack trace: at com.example.Main(Main.java:1)"),
+                ),
+                (b"state", TypedData::String(state.as_bytes())),
+                (b"detect-only", TypedData::Bool(detect_only)),
+            ],
+        );
+        outcomes.push((id, res));
+    }
+    drop(waf);
+    audit.shutdown().expect("audit flushes");
+    let lines = read_lines(&path);
+    assert_eq!(lines.len(), 2);
+
+    let (enforced_id, enforced) = &outcomes[0];
+    assert_eq!(enforced["action"], "deny", "{enforced:?}");
+    assert_eq!(enforced["status"], 403);
+    assert_eq!(enforced["ruleid"], 1959);
+    let ev = &lines[0];
+    assert_eq!(ev["transaction"]["id"], enforced_id.as_str());
+    assert_eq!(message_ids(ev), [1952, 1959]);
+    assert_eq!(ev["action"], "deny");
+    assert_eq!(ev["rule_engine"], "On");
+
+    let (observed_id, observed) = &outcomes[1];
+    assert!(
+        !observed.contains_key("action"),
+        "detect-only: {observed:?}"
+    );
+    let ev = &lines[1];
+    assert_eq!(ev["transaction"]["id"], observed_id.as_str());
+    assert_eq!(message_ids(ev), [1952, 1959]);
+    assert_eq!(ev["action"], "log");
+    assert_eq!(ev["rule_engine"], "DetectionOnly");
 }

@@ -322,6 +322,7 @@ impl Waf {
             ack,
             a.export_rule_ids,
             tx.tx_int("blocking_inbound_anomaly_score"),
+            Verdict::Enforce,
         )?;
         if response_check {
             let mut st = state::RequestState {
@@ -343,7 +344,7 @@ impl Waf {
                 log::warn!("request {id}: response state of {} bytes not sent; the response is inspected without it", out.len());
             }
         }
-        self.audit(tx, app, &a.method.to_vec(), a.version, None);
+        self.audit(tx, app, a.version, None, Verdict::Enforce);
         Ok(())
     }
 
@@ -400,9 +401,16 @@ impl Waf {
                 tx.set_tx(k, v.as_deref());
             }
         }
-        if a.detect_only {
+        // detect-only: the response is only observed, whatever the request's state says. A
+        // response rule's own `ctl:ruleEngine=On` (an enforced response rule) can still switch
+        // the engine On during evaluation, which stops at its interruption; the verdict is then
+        // reported as observed (no action in the ACK, `log` in the audit log).
+        let verdict = if a.detect_only {
             tx.set_engine_override(RuleEngineMode::DetectionOnly);
-        }
+            Verdict::Observe
+        } else {
+            Verdict::Enforce
+        };
         let id =
             a.id.map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
@@ -417,8 +425,9 @@ impl Waf {
             ack,
             a.export_rule_ids,
             tx.tx_int("blocking_outbound_anomaly_score"),
+            verdict,
         )?;
-        self.audit(tx, app, b"", a.version, Some(a.status));
+        self.audit(tx, app, a.version, Some(a.status), verdict);
         Ok(())
     }
 
@@ -429,8 +438,9 @@ impl Waf {
         ack: &mut AckWriter<'_>,
         export: bool,
         score: i64,
+        verdict: Verdict,
     ) -> Result<(), InspectError> {
-        if let Some(i) = tx.interruption() {
+        if let Some(i) = tx.interruption().filter(|_| verdict == Verdict::Enforce) {
             ack.set_var(
                 VarScope::Transaction,
                 b"action",
@@ -487,17 +497,31 @@ impl Waf {
         &self,
         tx: &Transaction<'_>,
         app: usize,
-        method: &[u8],
         version: &[u8],
         status: Option<u16>,
+        verdict: Verdict,
     ) {
         let Some(sender) = &self.audit else { return };
         if !tx.is_relevant() {
             return;
         }
-        let _ = method;
-        sender.send(build_event(tx, self.apps[app].clone(), version, status));
+        let mut event = build_event(tx, self.apps[app].clone(), version, status);
+        if verdict == Verdict::Observe {
+            event.action = audit::Action::Log;
+            event.rule_engine = audit::RuleEngineMode::DetectionOnly;
+            event.interrupted_by = None;
+            event.status = None;
+        }
+        sender.send(event);
     }
+}
+
+/// Whether an interruption becomes the answer (`Enforce`) or is only reported (`Observe`:
+/// `coraza-res` with `detect-only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Enforce,
+    Observe,
 }
 
 /// Builds the owned audit event for a transaction (only called when it is relevant).
