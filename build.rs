@@ -13,6 +13,12 @@
 #[path = "src/seclang/mod.rs"]
 mod seclang;
 
+/// The engine's regex syntax (same flags, same rewrite): every pattern is compiled once here,
+/// so the binary may compile them lazily at run time knowing they are valid.
+#[allow(dead_code)]
+#[path = "src/engine/operators/rx.rs"]
+mod rx;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +40,7 @@ fn run() -> Result<(), String> {
     let out = PathBuf::from(std::env::var("OUT_DIR").map_err(|e| e.to_string())?);
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/seclang");
+    println!("cargo:rerun-if-changed=src/engine/operators/rx.rs");
     println!("cargo:rerun-if-changed=rules");
     println!("cargo:rerun-if-changed=overrides.conf");
     println!("cargo:rerun-if-env-changed=CRS_DIR");
@@ -68,6 +75,8 @@ fn run() -> Result<(), String> {
             }
         }
     }
+
+    validate_regexes(&program.rules)?;
 
     let signature = program
         .settings
@@ -156,8 +165,34 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// `CRS_DIR` when set; otherwise `../shared/crs/v<pin>` beside the repository.
+/// Compiles every `@rx` pattern and `/regex/` key; the first failure stops the build.
+fn validate_regexes(rules: &[seclang::ir::Rule]) -> Result<(), String> {
+    use seclang::ir::{OperatorArg, Selector};
+    for head in rules {
+        let mut link = Some(head);
+        while let Some(r) = link {
+            if let OperatorArg::Pattern(p) = &r.operator.arg {
+                rx::compile(p).map_err(|e| format!("{}:{}: {e}", r.file, r.line))?;
+            }
+            for t in &r.targets {
+                for sel in std::iter::once(&t.selector).chain(&t.exclusions) {
+                    if let Selector::Regex(p) = sel {
+                        rx::compile_key_regex(p)
+                            .map_err(|e| format!("{}:{}: {e}", r.file, r.line))?;
+                    }
+                }
+            }
+            link = r.chain.as_deref();
+        }
+    }
+    Ok(())
+}
+
+/// `CRS_DIR` when set; otherwise `../shared/crs/v<pin>` beside the repository; otherwise a
+/// copy fetched earlier into `target/crs/v<pin>`; otherwise fetch it now with
+/// `rules/fetch-crs.sh` (downloads the release tarball and verifies its pinned SHA-256).
 fn locate_crs(manifest: &Path) -> Result<PathBuf, String> {
+    println!("cargo:rerun-if-changed=rules/fetch-crs.sh");
     if let Some(d) = std::env::var_os("CRS_DIR") {
         let d = PathBuf::from(d);
         if !d.join("rules").is_dir() {
@@ -169,10 +204,32 @@ fn locate_crs(manifest: &Path) -> Result<PathBuf, String> {
     if shared.join("rules").is_dir() {
         return Ok(shared);
     }
-    Err(format!(
-        "the pinned CRS v{CRS_PIN} was not found: set CRS_DIR to the release directory, \
-         or fetch it with `rules/fetch-crs.sh` (checksum-verified) and set CRS_DIR as it prints"
-    ))
+    let fetched = manifest.join("target/crs").join(format!("v{CRS_PIN}"));
+    if fetched.join("rules").is_dir() {
+        return Ok(fetched);
+    }
+    let out = std::process::Command::new("sh")
+        .arg(manifest.join("rules/fetch-crs.sh"))
+        .output()
+        .map_err(|e| {
+            format!(
+                "the pinned CRS v{CRS_PIN} was not found and rules/fetch-crs.sh could not run: {e}"
+            )
+        })?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "the pinned CRS v{CRS_PIN} was not found (no CRS_DIR, no ../shared copy) and fetching it failed: {}",
+            err.trim().lines().last().unwrap_or("rules/fetch-crs.sh failed")
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CRS_DIR="))
+        .map(|d| PathBuf::from(d.trim()))
+        .filter(|d| d.join("rules").is_dir())
+        .ok_or_else(|| "rules/fetch-crs.sh did not print a usable CRS_DIR= line".to_string())
 }
 
 /// Checks every file listed in `SHA256SUMS`; returns the (path, hash) list.

@@ -20,7 +20,8 @@ pub fn program() -> Result<Program, String> {
 
 /// The embedded program, lowered for evaluation.
 pub fn ruleset() -> Result<Ruleset, String> {
-    Ruleset::new(program()?).map_err(|e| e.to_string())
+    // Regexes were validated by build.rs; compile them on first use (start-up stays fast).
+    Ruleset::new_lazy(program()?).map_err(|e| e.to_string())
 }
 
 /// One line for `--version`.

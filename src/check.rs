@@ -242,6 +242,11 @@ pub fn run(
     mut output: impl Write,
     with_log: bool,
 ) -> std::io::Result<usize> {
+    // A batch tool: build the prefilter before the first request (the agent builds it in the
+    // background instead, so it starts listening at once).
+    if let Err(e) = rs.build_prefilter() {
+        ::log::warn!("{e}; evaluating without the prefilter");
+    }
     let mut tx = Transaction::new(rs);
     let mut n = 0;
     for line in input.lines() {

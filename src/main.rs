@@ -49,6 +49,9 @@ struct CheckCmd {
     /// add ModSecurity-style log lines to each verdict
     #[argh(switch)]
     log: bool,
+    /// compile every regex before the first request (steady-state timing)
+    #[argh(switch)]
+    warm_up: bool,
 }
 
 /// Check that an agent answers HAProxy's health-check HELLO (for Docker HEALTHCHECK).
@@ -110,6 +113,11 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         log::error!("audit log: {e}");
         return ExitCode::FAILURE;
     }
+    // Regexes compile on first use; compile the rest in the background so steady state never
+    // pays for it on the request path.
+    let _ = std::thread::Builder::new()
+        .name("regex-warm-up".into())
+        .spawn(move || ruleset.warm_up());
     let waf = Waf::new(ruleset, config.clone(), Some(sender));
     log::info!(
         "{}; ruleset ready in {} ms; audit log {}",
@@ -153,6 +161,9 @@ fn check(c: CheckCmd) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if c.warm_up {
+        rs.warm_up();
+    }
     let stdin = std::io::stdin().lock();
     let stdout = std::io::BufWriter::new(std::io::stdout().lock());
     match coraza_spoa::check::run(&rs, stdin, stdout, c.log) {

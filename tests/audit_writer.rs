@@ -808,11 +808,10 @@ fn full_disk_does_not_stall_send_and_counts_lost_events() {
 fn unwritable_path_is_a_clear_error() {
     let dir = TempDir::new("unwritable");
     let uid = unsafe { libc::geteuid() };
+    // A parent that is a regular file cannot be created as a directory.
+    fs::write(dir.join("a-file"), b"").unwrap();
     let mut cases = vec![
-        (
-            dir.join("missing-dir/audit.log"),
-            "No such file or directory",
-        ),
+        (dir.join("a-file/audit.log"), "Not a directory"),
         (dir.0.clone(), "Is a directory"),
     ];
     if uid != 0 {
@@ -832,6 +831,16 @@ fn unwritable_path_is_a_clear_error() {
         assert!(text.contains(reason), "{text}");
         assert!(!text.contains('\n'), "one line: {text}");
     }
+}
+
+#[test]
+fn a_missing_log_directory_is_created() {
+    let dir = TempDir::new("missing-dir");
+    let path = dir.join("coraza/nested/audit.log");
+    let (log, sender) = AuditLog::spawn(&audit_config(&path, 16)).unwrap();
+    assert!(sender.send(event(1)));
+    log.shutdown().unwrap();
+    assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 1);
 }
 
 #[test]

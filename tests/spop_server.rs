@@ -684,6 +684,9 @@ fn binary_drains_and_exits_zero_on_sigterm() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["msg"].is_string());
     }
-    assert!(stderr.contains("rules compiled in"), "start-up line: {stderr}");
+    assert!(
+        stderr.contains("rules compiled in"),
+        "start-up line: {stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -70,6 +70,14 @@ fn open_append(path: &Path) -> io::Result<(File, FileId)> {
 
 /// Opens the file at start-up, or explains why it cannot.
 pub(super) fn open_initial(path: &Path) -> Result<(File, FileId), AuditError> {
+    // A missing log directory is created (mode from the umask), so a fresh host or a volume
+    // mounted elsewhere works; an existing directory we may not write to is still an error.
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
     open_append(path).map_err(|source| {
         AuditError::Open {
             path: path.to_owned(),

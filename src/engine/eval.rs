@@ -43,8 +43,115 @@ pub(crate) enum RuleSelector {
     Msg(String),
 }
 
+/// Per-transaction prefilter results: for each (source, node) pair, the OR of the rule bits
+/// lit by its values; computed on first need in each phase (sources grow when the body is
+/// parsed). Raw values' scans are shared by every node that leaves them unchanged.
+#[derive(Default)]
+pub(crate) struct PrefilterState {
+    words: usize,
+    done: Vec<bool>,
+    bits: Vec<u64>,
+    raw_bits:
+        std::collections::HashMap<u64, u32, std::hash::BuildHasherDefault<super::cache::FxHasher>>,
+    raw_store: Vec<u64>,
+    scratch: Vec<u64>,
+}
+
+impl PrefilterState {
+    pub fn new(rs: &Ruleset) -> PrefilterState {
+        let words = rs.prefilter_words();
+        PrefilterState {
+            words,
+            done: vec![false; rs.source_nodes.len()],
+            bits: vec![0; rs.source_nodes.len() * words],
+            raw_bits: Default::default(),
+            raw_store: Vec::new(),
+            scratch: vec![0; words],
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.new_phase();
+        self.raw_bits.clear();
+        self.raw_store.clear();
+    }
+
+    fn new_phase(&mut self) {
+        self.done.iter_mut().for_each(|d| *d = false);
+    }
+}
+
+/// Whether the prefilter allows rule `info` to match at all in this phase.
+fn possible(t: &mut Transaction<'_>, info: &super::ruleset::PrefilterInfo) -> bool {
+    if t.rs.prefilter().is_none() {
+        return true;
+    }
+    let words = t.sc.pf.words;
+    let (w, b) = ((info.bit / 64) as usize, 1u64 << (info.bit % 64));
+    for &sn in &info.sources {
+        if !t.sc.pf.done[sn as usize] {
+            compute_source_node(t, sn);
+        }
+        if t.sc.pf.bits[sn as usize * words + w] & b != 0 {
+            return true;
+        }
+    }
+    false
+}
+
+fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
+    let rs = t.rs;
+    let Some(prefilter) = rs.prefilter() else {
+        return;
+    };
+    let words = t.sc.pf.words;
+    let (source, node) = rs.source_nodes[sn as usize];
+    let mut acc = std::mem::take(&mut t.sc.pf.scratch);
+    acc.iter_mut().for_each(|x| *x = 0);
+    let mut refs = std::mem::take(&mut t.sc.values);
+    refs.clear();
+    variables::for_each_source_value(&t.req, source, |v| refs.push(v));
+    for vr in &refs {
+        let raw = variables::bytes(&t.req, &[], vr);
+        if raw.is_empty() {
+            continue;
+        }
+        let key = vr.cache_key();
+        let loc = t.cache.transform(&rs.pipelines, key, raw, node);
+        match (loc, key) {
+            (super::cache::Loc::Raw, Some(k)) => {
+                let pf = &mut t.sc.pf;
+                let off = match pf.raw_bits.get(&k) {
+                    Some(&o) => o as usize,
+                    None => {
+                        let o = pf.raw_store.len();
+                        pf.raw_store.resize(o + words, 0);
+                        prefilter.scan(raw, &mut pf.raw_store[o..o + words]);
+                        pf.raw_bits.insert(k, o as u32);
+                        o
+                    }
+                };
+                for (a, r) in acc.iter_mut().zip(&t.sc.pf.raw_store[off..off + words]) {
+                    *a |= *r;
+                }
+            }
+            _ => {
+                let value = t.cache.get(raw, loc);
+                prefilter.scan(value, &mut acc);
+            }
+        }
+    }
+    let pf = &mut t.sc.pf;
+    pf.bits[sn as usize * words..(sn as usize + 1) * words].copy_from_slice(&acc);
+    pf.done[sn as usize] = true;
+    pf.scratch = acc;
+    refs.clear();
+    t.sc.values = refs;
+}
+
 pub(crate) fn run_phase(t: &mut Transaction<'_>, phase: u8) {
     let rs = t.rs;
+    t.sc.pf.new_phase();
     for &ri in &rs.phases[usize::from(phase)] {
         if t.st.interruption.is_some() && phase != 5 {
             break;
@@ -172,6 +279,13 @@ fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained:
         run_effects(t, link);
         return true;
     }
+    if li == 0 {
+        if let Some(info) = &rule.prefilter {
+            if !possible(t, info) {
+                return false;
+            }
+        }
+    }
     // Gather the values to test.
     let mut values = std::mem::take(&mut t.sc.values);
     values.clear();
@@ -205,7 +319,7 @@ fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained:
             &t.st,
             target,
             &extra,
-            &mut t.sc.regex_caches,
+            &mut t.sc.rx,
             &mut t.sc.temp,
             &mut values,
         );
@@ -241,14 +355,7 @@ fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained:
             }
             prev = Some(loc);
             let value = t.cache.get(raw, loc);
-            let found = operator(
-                rs,
-                link,
-                value,
-                &arg,
-                &mut t.sc.regex_caches,
-                &mut t.sc.captures,
-            );
+            let found = operator(rs, link, value, &arg, &mut t.sc.rx);
             if found.is_some() != link.negated {
                 matched = true;
                 let value = value.to_vec();
@@ -268,8 +375,7 @@ fn operator(
     link: &CLink,
     value: &[u8],
     arg: &[u8],
-    regex_caches: &mut [regex_automata::meta::Cache],
-    captures: &mut [Option<regex_automata::util::captures::Captures>],
+    rx: &mut operators::rx::RegexCaches,
 ) -> Option<operators::MatchInfo> {
     use operators::MatchInfo;
     let span = |s: Option<(usize, usize)>| {
@@ -280,21 +386,20 @@ fn operator(
     };
     match &link.op {
         CompiledOp::Rx(i) => {
-            let re = &rs.regexes[*i as usize];
-            let cache = &mut regex_caches[*i as usize];
-            if link.capture {
-                let caps = captures[*i as usize].get_or_insert_with(|| re.create_captures());
-                re.search_captures_with(cache, &regex_automata::Input::new(value), caps);
-                caps.get_match().map(|m| MatchInfo {
-                    span: Some((m.start(), m.end())),
+            // The earliest-match test is much cheaper than a capturing search; most candidate
+            // values do not match, so capture only after a match is known.
+            if !rs.regexes.is_match(*i, rx, value) {
+                None
+            } else if link.capture {
+                rs.regexes.captures(*i, rx, value).map(|s| MatchInfo {
+                    span: Some(s),
                     text: None,
                 })
             } else {
-                re.search_half_with(cache, &regex_automata::Input::new(value).earliest(true))
-                    .map(|_| MatchInfo::default())
+                Some(MatchInfo::default())
             }
         }
-        CompiledOp::Pm(i) => span(operators::pm::find(&rs.phrase_sets[*i as usize], value)),
+        CompiledOp::Pm(i) => span(rs.phrase_sets.find(*i, value)),
         CompiledOp::Num(op) => operators::numeric(*op, value, arg).then(MatchInfo::default),
         CompiledOp::Str(op) => span(operators::string(*op, value, arg)),
         CompiledOp::ByteRange(set) => span(operators::byte_range(set, value)),
@@ -351,7 +456,7 @@ fn capture(t: &mut Transaction<'_>, link: &CLink, value: &[u8], info: &operators
     let slots = rs.capture_slots;
     match (&link.op, info) {
         (CompiledOp::Rx(i), _) => {
-            let Some(caps) = t.sc.captures[*i as usize].as_ref() else {
+            let Some(caps) = t.sc.rx.last_captures(*i) else {
                 return;
             };
             let n = caps.group_len().min(10);
@@ -649,7 +754,7 @@ fn macro_var(
             };
             let mut vals = Vec::new();
             scratch.clear();
-            let mut caches: Vec<regex_automata::meta::Cache> = Vec::new();
+            let mut caches = operators::rx::RegexCaches::default();
             variables::collect(rs, req, st, &target, &[], &mut caches, scratch, &mut vals);
             if let Some(v) = vals.first() {
                 out.extend_from_slice(variables::bytes(req, scratch, v));

@@ -17,6 +17,7 @@ pub mod collection;
 mod eval;
 pub mod log;
 pub mod operators;
+pub mod prefilter;
 pub mod ruleset;
 pub mod transaction;
 pub mod transformations;

@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aho_corasick::AhoCorasick;
-use regex_automata::meta::Regex;
-
 use super::operators::{self, CompiledOp, Network, NumOp, StrOp};
+use super::prefilter::Prefilter;
+use super::variables::{self as vars, Source};
 use crate::seclang::ir::{self, *};
 
 /// Error while lowering a program (a regex that does not compile, an unsupported variable).
@@ -38,8 +37,8 @@ pub struct Ruleset {
     /// Per phase (index 1–5): indices into `rules`, markers included in every phase.
     pub(crate) phases: [Vec<u32>; 6],
     pub(crate) pipelines: Vec<PipeNode>,
-    pub(crate) regexes: Vec<Regex>,
-    pub(crate) phrase_sets: Vec<AhoCorasick>,
+    pub(crate) regexes: operators::rx::RegexTable,
+    pub(crate) phrase_sets: operators::pm::PhraseTable,
     /// Lower-cased TX key → slot.
     pub(crate) tx_slots: HashMap<Vec<u8>, u32>,
     pub(crate) tx_names: Vec<Vec<u8>>,
@@ -47,6 +46,23 @@ pub struct Ruleset {
     pub(crate) capture_slots: [u32; 10],
     /// Rule heads with an id (for `--version` and tests).
     pub rule_count: usize,
+    /// One automaton over every prefiltered rule's required literals; built by
+    /// [`Ruleset::warm_up`] (or [`Ruleset::build_prefilter`]). Until it exists, no rule is
+    /// skipped: evaluation is correct, only slower.
+    pub(crate) prefilter: std::sync::OnceLock<Prefilter>,
+    pf_sets: Vec<Vec<Vec<u8>>>,
+    /// (source, pipeline node) pairs prefiltered rules read; indices of `PrefilterInfo::sources`.
+    pub(crate) source_nodes: Vec<(Source, u32)>,
+    /// Rules with a prefilter / all rule heads (reported by tools).
+    pub prefiltered_rules: usize,
+}
+
+/// How a rule head is prefiltered: its bit in the prefilter, and the (source, node) pairs whose
+/// values its first link tests.
+#[derive(Debug)]
+pub(crate) struct PrefilterInfo {
+    pub bit: u32,
+    pub sources: Vec<u32>,
 }
 
 /// A node of the transformation trie: `parent` then `t`. Node 0 is "no transformation".
@@ -78,6 +94,7 @@ pub(crate) struct CRule {
     pub auditlog: bool,
     pub skip: u32,
     pub skip_after: Option<u32>,
+    pub prefilter: Option<PrefilterInfo>,
 }
 
 #[derive(Debug)]
@@ -174,7 +191,29 @@ pub(crate) enum CKey {
 impl Ruleset {
     /// Lowers a compiled program. Fails on a regex that does not compile or a variable the
     /// engine cannot provide.
+    /// Lowers a program and compiles every regex now, so a bad pattern is an error here
+    /// (run-time rules: `check --rules`).
     pub fn new(program: Program) -> Result<Ruleset, LowerError> {
+        let rs = Ruleset::new_lazy(program)?;
+        rs.build_prefilter().map_err(|m| LowerError {
+            file: String::new(),
+            line: 0,
+            message: m,
+        })?;
+        if let Err((i, e)) = rs.regexes.validate() {
+            let (file, line) = rs.regex_origin(i);
+            return Err(LowerError {
+                file,
+                line,
+                message: e,
+            });
+        }
+        Ok(rs)
+    }
+
+    /// Lowers a program whose regexes are known to compile (the built-in ruleset, validated by
+    /// `build.rs`): they are compiled on first use instead of at start-up.
+    pub fn new_lazy(program: Program) -> Result<Ruleset, LowerError> {
         let mut l = Lowerer::default();
         // Slots for the capture keys first so they have stable, small indices.
         let mut capture_slots = [0u32; 10];
@@ -183,7 +222,9 @@ impl Ruleset {
         }
         let mut rules = Vec::with_capacity(program.rules.len());
         for r in &program.rules {
-            rules.push(l.rule(r)?);
+            let mut c = l.rule(r)?;
+            c.prefilter = l.prefilter_for(r, &c);
+            rules.push(c);
         }
         let mut phases: [Vec<u32>; 6] = Default::default();
         for (i, r) in rules.iter().enumerate() {
@@ -207,7 +248,69 @@ impl Ruleset {
             tx_names: l.tx_names,
             capture_slots,
             rule_count,
+            prefiltered_rules: l.pf_sets.len(),
+            prefilter: std::sync::OnceLock::new(),
+            pf_sets: l.pf_sets,
+            source_nodes: l.source_nodes,
         })
+    }
+
+    /// Where regex `i` is used first (for errors).
+    fn regex_origin(&self, i: u32) -> (String, u32) {
+        for r in &self.rules {
+            for (li, link) in r.links.iter().enumerate() {
+                let uses = matches!(link.op, CompiledOp::Rx(x) if x == i)
+                    || link.targets.iter().any(|t| {
+                        matches!(t.sel, CSelector::Regex(x) if x == i)
+                            || t.exclusions
+                                .iter()
+                                .any(|e| matches!(e, CSelector::Regex(x) if *x == i))
+                    });
+                if uses {
+                    let _ = li;
+                    return (r.file.to_string(), r.line);
+                }
+            }
+        }
+        (String::new(), 0)
+    }
+
+    /// The same ruleset with the literal prefilter switched off: every rule is evaluated on
+    /// every value. For tests proving the prefilter never changes a verdict.
+    pub fn without_prefilter(mut self) -> Ruleset {
+        for r in &mut self.rules {
+            r.prefilter = None;
+        }
+        self
+    }
+
+    /// Compiles every regex not compiled yet (call from a background thread after start-up).
+    pub fn warm_up(&self) {
+        if let Err(e) = self.build_prefilter() {
+            log::error!("{e}; rules are evaluated without the prefilter");
+        }
+        self.regexes.warm_up();
+        self.phrase_sets.warm_up();
+    }
+
+    /// Builds the prefilter automaton now (idempotent).
+    pub fn build_prefilter(&self) -> Result<(), String> {
+        if self.prefilter.get().is_some() {
+            return Ok(());
+        }
+        let pf = Prefilter::build(&self.pf_sets)?;
+        let _ = self.prefilter.set(pf);
+        Ok(())
+    }
+
+    /// The prefilter, if it has been built; never waits.
+    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+        self.prefilter.get()
+    }
+
+    /// Number of u64 words in a prefilter bitset.
+    pub(crate) fn prefilter_words(&self) -> usize {
+        self.pf_sets.len().div_ceil(64).max(1)
     }
 
     /// Slot of a lower-cased TX key written literally in the rules.
@@ -229,14 +332,16 @@ impl Ruleset {
 struct Lowerer {
     pipelines: Vec<PipeNode>,
     pipe_index: HashMap<(u32, Transformation), u32>,
-    regexes: Vec<Regex>,
+    regexes: operators::rx::RegexTable,
     regex_index: HashMap<(String, bool), u32>,
-    phrase_sets: Vec<AhoCorasick>,
+    phrase_sets: operators::pm::PhraseTable,
     tx_slots: HashMap<Vec<u8>, u32>,
     tx_names: Vec<Vec<u8>>,
     markers: Vec<String>,
     file: String,
     line: u32,
+    pf_sets: Vec<Vec<Vec<u8>>>,
+    source_nodes: Vec<(Source, u32)>,
 }
 
 impl Lowerer {
@@ -296,14 +401,7 @@ impl Lowerer {
         if let Some(&i) = self.regex_index.get(&(pattern.to_string(), key)) {
             return Ok(i);
         }
-        let re = if key {
-            operators::rx::compile_key_regex(pattern)
-        } else {
-            operators::rx::compile(pattern)
-        }
-        .map_err(|e| self.err(e))?;
-        let i = self.regexes.len() as u32;
-        self.regexes.push(re);
+        let i = self.regexes.push(pattern, key);
         self.regex_index.insert((pattern.to_string(), key), i);
         Ok(i)
     }
@@ -356,6 +454,65 @@ impl Lowerer {
             auditlog: a.auditlog.unwrap_or(true),
             skip: a.skip,
             skip_after,
+            prefilter: None,
+        })
+    }
+
+    /// The prefilter of a rule head: its first link must be a non-negated `@rx` with a required
+    /// literal set (or `@pm`), reading only request/response data.
+    fn prefilter_for(&mut self, r: &ir::Rule, c: &CRule) -> Option<PrefilterInfo> {
+        let link = c.links.first()?;
+        if link.is_action || link.negated || r.kind != RuleKind::Rule {
+            return None;
+        }
+        let set: Vec<Vec<u8>> = r.operator.literals.clone()?;
+        // Every value the link tests: each source at each pipeline node it is tested at.
+        let mut nodes = vec![link.pipeline];
+        if link.multi_match {
+            nodes = std::iter::once(0)
+                .chain(link.pipeline_steps.iter().copied())
+                .collect();
+        }
+        // The scan ignores ASCII case, so a trailing lowercase/uppercase step cannot change
+        // what it finds: scan the parent's output instead (often the raw value itself).
+        for n in nodes.iter_mut() {
+            while let Some(PipeNode {
+                parent,
+                t: Some(Transformation::Lowercase | Transformation::Uppercase),
+            }) = self.pipelines.get(*n as usize).copied()
+            {
+                *n = parent;
+            }
+        }
+        nodes.sort_unstable();
+        nodes.dedup();
+        let mut sources = Vec::new();
+        for t in &link.targets {
+            if t.count {
+                return None;
+            }
+            for &s in vars::sources_of(t.var)? {
+                for &n in &nodes {
+                    let id = match self.source_nodes.iter().position(|&x| x == (s, n)) {
+                        Some(i) => i as u32,
+                        None => {
+                            self.source_nodes.push((s, n));
+                            (self.source_nodes.len() - 1) as u32
+                        }
+                    };
+                    if !sources.contains(&id) {
+                        sources.push(id);
+                    }
+                }
+            }
+        }
+        if sources.is_empty() {
+            return None;
+        }
+        self.pf_sets.push(set);
+        Some(PrefilterInfo {
+            bit: (self.pf_sets.len() - 1) as u32,
+            sources,
         })
     }
 
@@ -450,9 +607,7 @@ impl Lowerer {
             },
             K::Pm => match &o.arg {
                 OperatorArg::Phrases(ps) => {
-                    let ac = operators::pm::compile(ps).map_err(|e| self.err(e))?;
-                    self.phrase_sets.push(ac);
-                    (CompiledOp::Pm(self.phrase_sets.len() as u32 - 1), None)
+                    (CompiledOp::Pm(self.phrase_sets.push(ps.clone())), None)
                 }
                 _ => return Err(self.err("@pm without phrases")),
             },

@@ -7,8 +7,6 @@
 //! headers and body, then [`Transaction::process_response`] (phases 3–4);
 //! [`Transaction::process_logging`] runs phase 5.
 
-use regex_automata::meta;
-
 use super::body::{self, BodyLimits, BodySink};
 use super::cache::TransformCache;
 use super::collection::{Pairs, VarStore};
@@ -155,8 +153,8 @@ pub(crate) struct State {
 
 /// Per-worker scratch space: regex caches and reusable buffers.
 pub(crate) struct Scratch {
-    pub regex_caches: Vec<meta::Cache>,
-    pub captures: Vec<Option<regex_automata::util::captures::Captures>>,
+    pub rx: super::operators::rx::RegexCaches,
+    pub pf: super::eval::PrefilterState,
     pub values: Vec<super::variables::ValueRef>,
     pub temp: Vec<u8>,
     pub arg: Vec<u8>,
@@ -189,8 +187,8 @@ impl<'r> Transaction<'r> {
                 ..State::default()
             },
             sc: Scratch {
-                regex_caches: rs.regexes.iter().map(|r| r.create_cache()).collect(),
-                captures: (0..rs.regexes.len()).map(|_| None).collect(),
+                rx: super::operators::rx::RegexCaches::for_table(&rs.regexes),
+                pf: super::eval::PrefilterState::new(rs),
                 values: Vec::new(),
                 temp: Vec::new(),
                 arg: Vec::new(),
@@ -283,6 +281,7 @@ impl<'r> Transaction<'r> {
         s.matches.clear();
         s.phases_done = [false; 6];
         self.cache.clear();
+        self.sc.pf.clear();
     }
 
     // ---- Input -------------------------------------------------------------------------

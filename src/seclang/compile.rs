@@ -590,6 +590,7 @@ fn unconditional() -> Operator {
         negated: false,
         raw: String::new(),
         arg: OperatorArg::None,
+        literals: None,
     }
 }
 
@@ -1020,11 +1021,25 @@ fn operator(text: &str, base: &Path, files: &mut Vec<PathBuf>) -> Result<Operato
             (kind, arg)
         }
     };
+    let literals = match (&kind, &arg) {
+        (OperatorKind::Rx, OperatorArg::Pattern(p)) => super::literals::required_literals(p),
+        (OperatorKind::Pm, OperatorArg::Phrases(ps)) if ps.iter().all(|p| !p.is_empty()) => {
+            let mut v: Vec<Vec<u8>> = ps
+                .iter()
+                .map(|p| p.as_bytes().to_ascii_lowercase())
+                .collect();
+            v.sort();
+            v.dedup();
+            Some(v)
+        }
+        _ => None,
+    };
     Ok(Operator {
         kind,
         negated: spec.negated,
         raw,
         arg,
+        literals,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod compile;
 pub mod error;
 pub mod ir;
 pub mod lexer;
+pub mod literals;
 pub mod parse;
 pub mod transformation;
 

@@ -52,35 +52,7 @@ fn build(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
         .map_err(|e| format!("regex does not compile: {e}"))
 }
 
-/// Rewrites `\x{HH}` (exactly two hex digits) into `\xHH`, leaving escaped backslashes alone.
-pub fn rewrite_braced_hex(p: &str) -> String {
-    let b = p.as_bytes();
-    let mut out = String::with_capacity(p.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' {
-            if b.get(i + 1) == Some(&b'x')
-                && b.get(i + 2) == Some(&b'{')
-                && b.get(i + 3).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 4).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 5) == Some(&b'}')
-            {
-                out.push_str("\\x");
-                out.push_str(&p[i + 3..i + 5]);
-                i += 6;
-                continue;
-            }
-            // Copy the escape pair verbatim so `\\x{..}` stays a literal backslash.
-            out.push_str(&p[i..(i + 2).min(p.len())]);
-            i += 2;
-            continue;
-        }
-        let ch = p[i..].chars().next().unwrap_or('\u{fffd}');
-        out.push(ch);
-        i += ch.len_utf8().max(1);
-    }
-    out
-}
+pub use crate::seclang::literals::rewrite_braced_hex;
 
 #[cfg(test)]
 mod tests {
@@ -107,16 +79,144 @@ mod tests {
     }
 
     #[test]
-    fn rewrite_keeps_escaped_backslashes() {
-        assert_eq!(rewrite_braced_hex(r"[\x{be}]"), r"[\xbe]");
-        assert_eq!(rewrite_braced_hex(r"\\x{be}"), r"\\x{be}");
-        assert_eq!(rewrite_braced_hex(r"\x{1234}"), r"\x{1234}");
-        assert_eq!(rewrite_braced_hex("é\\x{41}"), "é\\x41");
-    }
-
-    #[test]
     fn key_regexes_ignore_case() {
         let r = compile_key_regex("^_pk_ref").unwrap();
         assert!(r.is_match(Input::new(b"_PK_REF.1")));
+    }
+}
+
+/// The ruleset's regexes, compiled on first use.
+///
+/// Start-up compiles none of them (the production patterns were validated when `build.rs`
+/// compiled the ruleset; `--rules` validates eagerly with [`RegexTable::validate`]). The first
+/// evaluation that needs a pattern compiles it once for the process (`OnceLock`: a one-time
+/// initialisation, not a lock on the request path afterwards); [`RegexTable::warm_up`] compiles
+/// them all in the background right after the agent is ready. With the literal prefilter, most
+/// patterns are never needed by benign traffic at all.
+#[derive(Debug, Default)]
+pub struct RegexTable {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    pattern: String,
+    key: bool,
+    cell: std::sync::OnceLock<Option<Regex>>,
+}
+
+/// Per-worker search state for every regex of a table (created lazily).
+#[derive(Debug, Default)]
+pub struct RegexCaches {
+    caches: Vec<Option<meta::Cache>>,
+    captures: Vec<Option<regex_automata::util::captures::Captures>>,
+}
+
+impl RegexCaches {
+    pub fn for_table(t: &RegexTable) -> RegexCaches {
+        RegexCaches {
+            caches: (0..t.len()).map(|_| None).collect(),
+            captures: (0..t.len()).map(|_| None).collect(),
+        }
+    }
+
+    /// The captures of the last [`RegexTable::captures`] search with regex `i`.
+    pub fn last_captures(&self, i: u32) -> Option<&regex_automata::util::captures::Captures> {
+        self.captures.get(i as usize).and_then(Option::as_ref)
+    }
+}
+
+impl RegexTable {
+    pub fn push(&mut self, pattern: &str, key: bool) -> u32 {
+        self.entries.push(Entry {
+            pattern: pattern.to_string(),
+            key,
+            cell: std::sync::OnceLock::new(),
+        });
+        (self.entries.len() - 1) as u32
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn pattern(&self, i: u32) -> &str {
+        self.entries
+            .get(i as usize)
+            .map_or("", |e| e.pattern.as_str())
+    }
+
+    /// The compiled regex, compiling it now if needed. `None` only if the pattern does not
+    /// compile, which `validate` (run-time rules) or `build.rs` (built-in rules) rules out.
+    pub fn get(&self, i: u32) -> Option<&Regex> {
+        let e = self.entries.get(i as usize)?;
+        e.cell
+            .get_or_init(|| {
+                let r = if e.key {
+                    compile_key_regex(&e.pattern)
+                } else {
+                    compile(&e.pattern)
+                };
+                r.map_err(|err| log::error!("regex {i} does not compile ({err}); it never matches"))
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// Compiles every pattern now; the first failure is returned with its index.
+    pub fn validate(&self) -> Result<(), (u32, String)> {
+        for (i, e) in self.entries.iter().enumerate() {
+            let r = if e.key {
+                compile_key_regex(&e.pattern)
+            } else {
+                compile(&e.pattern)
+            };
+            match r {
+                Ok(re) => {
+                    let _ = e.cell.set(Some(re));
+                }
+                Err(err) => return Err((i as u32, err)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles every pattern not compiled yet (for a background thread after start-up).
+    pub fn warm_up(&self) {
+        for i in 0..self.entries.len() {
+            let _ = self.get(i as u32);
+        }
+    }
+
+    /// Whether regex `i` matches anywhere in `hay`.
+    pub fn is_match(&self, i: u32, caches: &mut RegexCaches, hay: &[u8]) -> bool {
+        let Some(re) = self.get(i) else { return false };
+        let Some(slot) = caches.caches.get_mut(i as usize) else {
+            return false;
+        };
+        let cache = slot.get_or_insert_with(|| re.create_cache());
+        re.search_half_with(cache, &regex_automata::Input::new(hay).earliest(true))
+            .is_some()
+    }
+
+    /// Leftmost-first match of regex `i` with its groups (kept in `caches` for
+    /// [`RegexCaches::last_captures`]); returns the span of group 0.
+    pub fn captures(&self, i: u32, caches: &mut RegexCaches, hay: &[u8]) -> Option<(usize, usize)> {
+        let re = self.get(i)?;
+        let idx = i as usize;
+        let cache = caches
+            .caches
+            .get_mut(idx)?
+            .get_or_insert_with(|| re.create_cache());
+        let caps = caches
+            .captures
+            .get_mut(idx)?
+            .get_or_insert_with(|| re.create_captures());
+        re.search_captures_with(cache, &regex_automata::Input::new(hay), caps);
+        caps.get_match().map(|m| (m.start(), m.end()))
     }
 }

@@ -13,7 +13,7 @@ use super::transaction::{RequestData, State};
 use crate::seclang::ir::Variable;
 
 /// Which list of request data a value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum List {
     ArgsGet = 1,
     ArgsPost,
@@ -27,7 +27,7 @@ pub(crate) enum List {
 }
 
 /// Single-valued request data read in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Scalar {
     RequestLine = 16,
     Method,
@@ -193,7 +193,7 @@ pub(crate) fn collect(
     st: &State,
     target: &CTarget,
     extra: &[ExtraExclusion<'_>],
-    regex_caches: &mut [regex_automata::meta::Cache],
+    regex_caches: &mut super::operators::rx::RegexCaches,
     temp: &mut Vec<u8>,
     out: &mut Vec<ValueRef>,
 ) {
@@ -227,7 +227,7 @@ struct Collector<'a, 'b> {
     rs: &'a Ruleset,
     target: &'a CTarget,
     extra: &'a [ExtraExclusion<'b>],
-    regex_caches: &'a mut [regex_automata::meta::Cache],
+    regex_caches: &'a mut super::operators::rx::RegexCaches,
     out: &'a mut Vec<ValueRef>,
     temp: &'a mut Vec<u8>,
 }
@@ -367,10 +367,7 @@ impl Collector<'_, '_> {
     }
 
     fn key_regex(&mut self, i: u32, name: &[u8]) -> bool {
-        let re = &self.rs.regexes[i as usize];
-        let cache = &mut self.regex_caches[i as usize];
-        re.search_half_with(cache, &regex_automata::Input::new(name).earliest(true))
-            .is_some()
+        self.rs.regexes.is_match(i, self.regex_caches, name)
     }
 
     fn pairs(&mut self, req: &RequestData, l: List, names: bool) {
@@ -416,20 +413,16 @@ impl Collector<'_, '_> {
             return;
         }
         let rs = self.rs;
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         st.tx.for_each_live(|slot, key, value| {
             let k = match slot {
                 Some(s) => rs.tx_names[s as usize].as_slice(),
                 None => key,
             };
-            entries.push((k.to_vec(), value.to_vec()));
-        });
-        for (k, v) in entries {
-            if self.selected(&k) {
-                let ks = self.push_temp(&k);
-                self.temp_value(&v, ks);
+            if self.selected(k) {
+                let ks = self.push_temp(k);
+                self.temp_value(value, ks);
             }
-        }
+        });
     }
 
     fn scalar(&mut self, s: Scalar) {
@@ -499,4 +492,73 @@ fn numeric(req: &RequestData, v: Variable) -> Option<u64> {
         V::MultipartUnmatchedBoundary => b(m.unmatched_boundary),
         _ => return None,
     })
+}
+
+/// A source of values for the prefilter: a whole list (names or values) or a scalar. Sources
+/// ignore selectors and exclusions, so they cover a superset of a target's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    Pairs(List, bool),
+    Scalar(Scalar),
+}
+
+/// The sources a variable reads, when it reads only request/response data (not TX or other
+/// state that changes during evaluation).
+pub(crate) fn sources_of(v: Variable) -> Option<&'static [Source]> {
+    use Source::{Pairs as P, Scalar as S};
+    use Variable as V;
+    Some(match v {
+        V::Args => &[P(List::ArgsGet, false), P(List::ArgsPost, false)],
+        V::ArgsNames => &[P(List::ArgsGet, true), P(List::ArgsPost, true)],
+        V::ArgsGet => &[P(List::ArgsGet, false)],
+        V::ArgsGetNames => &[P(List::ArgsGet, true)],
+        V::ArgsPost => &[P(List::ArgsPost, false)],
+        V::ArgsPostNames => &[P(List::ArgsPost, true)],
+        V::RequestHeaders => &[P(List::Headers, false)],
+        V::RequestHeadersNames => &[P(List::Headers, true)],
+        V::RequestCookies => &[P(List::Cookies, false)],
+        V::RequestCookiesNames => &[P(List::Cookies, true)],
+        V::ResponseHeaders => &[P(List::ResponseHeaders, false)],
+        V::ResponseHeadersNames => &[P(List::ResponseHeaders, true)],
+        V::Files => &[P(List::Files, false)],
+        V::FilesNames => &[P(List::Files, true)],
+        V::MultipartPartHeaders => &[P(List::PartHeaders, false)],
+        V::Xml => &[P(List::XmlText, false), P(List::XmlAttr, false)],
+        V::RequestLine => &[S(Scalar::RequestLine)],
+        V::RequestMethod => &[S(Scalar::Method)],
+        V::RequestProtocol => &[S(Scalar::Protocol)],
+        V::RequestUri => &[S(Scalar::Uri)],
+        V::RequestUriRaw => &[S(Scalar::UriRaw)],
+        V::RequestFilename => &[S(Scalar::Filename)],
+        V::RequestBasename => &[S(Scalar::Basename)],
+        V::QueryString => &[S(Scalar::QueryString)],
+        V::RequestBody => &[S(Scalar::RequestBody)],
+        V::ResponseBody => &[S(Scalar::ResponseBody)],
+        V::ResponseProtocol => &[S(Scalar::ResponseProtocol)],
+        _ => return None,
+    })
+}
+
+/// Calls `f(value_ref)` for every value of a source.
+pub(crate) fn for_each_source_value(req: &RequestData, s: Source, mut f: impl FnMut(ValueRef)) {
+    match s {
+        Source::Pairs(l, names) => {
+            for i in 0..list(req, l).len() {
+                f(ValueRef {
+                    var: Variable::Args,
+                    src: Src::Pair {
+                        list: l,
+                        idx: i as u32,
+                        name: names,
+                    },
+                    key: KeySrc::None,
+                });
+            }
+        }
+        Source::Scalar(sc) => f(ValueRef {
+            var: Variable::Args,
+            src: Src::Scalar(sc),
+            key: KeySrc::None,
+        }),
+    }
 }
