@@ -336,10 +336,7 @@ pub fn send_raw(addr: SocketAddr, raw: &[u8], timeout: Duration) -> io::Result<H
         match s.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if length.is_none() && !chunked => {
-                // No framing: the close ends the body; a time-out here is a real error.
-                return Err(e);
-            }
+            // Without framing only the close ends the body: a time-out is an error either way.
             Err(e) => return Err(e),
         }
     }
@@ -436,10 +433,7 @@ fn serve_one(mut stream: TcpStream, respond: &dyn Fn(&BackendRequest) -> Vec<u8>
 /// Minimal de-chunking (sizes in hex, extensions ignored).
 fn dechunk(mut input: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = find(input, b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = find(input, b"\r\n") {
         let size_text = String::from_utf8_lossy(&input[..eol]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .unwrap_or(0);
