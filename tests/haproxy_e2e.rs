@@ -425,7 +425,8 @@ fn haproxy_consults_the_agent_and_fails_open() {
             b"headers",
             b"body",
             b"exportRuleIDs",
-            b"body_size"
+            b"body_size",
+            b"url"
         ]
     );
 

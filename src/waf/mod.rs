@@ -2,8 +2,10 @@
 //!
 //! - `coraza-req` (arguments by name: `app`, `id`, `src-ip`, `src-port`, `dst-ip`, `dst-port`,
 //!   `method`, `path`, `query`, `version`, `headers` — `req.hdrs` text, or `req.hdrs_bin` when
-//!   sent as BINARY —, `body`, `body_size`, `exportRuleIDs`): phases 1–2, and phase 5 unless
-//!   the application inspects responses.
+//!   sent as BINARY —, `body`, `body_size`, `url`, `exportRuleIDs`): phases 1–2, and phase 5
+//!   unless the application inspects responses. The request target is `path` + `?query`; when
+//!   HAProxy's `path` is empty (asterisk form `OPTIONS *`, authority form) the optional `url`
+//!   argument (HAProxy's `url` fetch: the target as received) is used instead.
 //! - `coraza-res` (`app`, `id`, `version`, `status`, `headers`, `body`, `state`,
 //!   `detect-only`, `exportRuleIDs`): phases 3–5 on a transaction rebuilt from `state`.
 //!
@@ -147,6 +149,7 @@ struct ReqArgs<'a> {
     method: &'a [u8],
     path: &'a [u8],
     query: Option<&'a [u8]>,
+    url: Option<&'a [u8]>,
     version: &'a [u8],
     headers: Option<TypedData<'a>>,
     body: &'a [u8],
@@ -245,6 +248,7 @@ impl Waf {
                 b"method" => a.method = bytes("method", v)?.unwrap_or(b""),
                 b"path" => a.path = bytes("path", v)?.unwrap_or(b""),
                 b"query" => a.query = bytes("query", v)?,
+                b"url" => a.url = bytes("url", v)?,
                 b"version" => a.version = bytes("version", v)?.unwrap_or(b""),
                 b"headers" | b"headers-bin" | b"hdrs_bin" => a.headers = Some(v),
                 b"body" => a.body = bytes("body", v)?.unwrap_or(b""),
@@ -284,10 +288,17 @@ impl Waf {
         tx.set_connection(&src, a.src_port, &dst, a.dst_port);
         let uri = &mut w.buf;
         uri.clear();
-        uri.extend_from_slice(a.path);
-        if let Some(q) = a.query {
-            uri.push(b'?');
-            uri.extend_from_slice(q);
+        match a.url {
+            // HAProxy's `path` is empty for `OPTIONS *` and authority-form targets: the
+            // target as received is then the only faithful request line.
+            Some(url) if a.path.is_empty() && !url.is_empty() => uri.extend_from_slice(url),
+            _ => {
+                uri.extend_from_slice(a.path);
+                if let Some(q) = a.query {
+                    uri.push(b'?');
+                    uri.extend_from_slice(q);
+                }
+            }
         }
         tx.set_request_line(a.method, uri, a.version);
         add_headers(a.headers, |n, v| tx.add_request_header(n, v))?;
@@ -311,6 +322,7 @@ impl Waf {
             ack,
             a.export_rule_ids,
             tx.tx_int("blocking_inbound_anomaly_score"),
+            Verdict::Enforce,
         )?;
         if response_check {
             let mut st = state::RequestState {
@@ -332,7 +344,7 @@ impl Waf {
                 log::warn!("request {id}: response state of {} bytes not sent; the response is inspected without it", out.len());
             }
         }
-        self.audit(tx, app, &a.method.to_vec(), a.version, None);
+        self.audit(tx, app, a.version, None, Verdict::Enforce);
         Ok(())
     }
 
@@ -389,9 +401,16 @@ impl Waf {
                 tx.set_tx(k, v.as_deref());
             }
         }
-        if a.detect_only {
+        // detect-only: the response is only observed, whatever the request's state says. A
+        // response rule's own `ctl:ruleEngine=On` (an enforced response rule) can still switch
+        // the engine On during evaluation, which stops at its interruption; the verdict is then
+        // reported as observed (no action in the ACK, `log` in the audit log).
+        let verdict = if a.detect_only {
             tx.set_engine_override(RuleEngineMode::DetectionOnly);
-        }
+            Verdict::Observe
+        } else {
+            Verdict::Enforce
+        };
         let id =
             a.id.map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default();
@@ -406,8 +425,9 @@ impl Waf {
             ack,
             a.export_rule_ids,
             tx.tx_int("blocking_outbound_anomaly_score"),
+            verdict,
         )?;
-        self.audit(tx, app, b"", a.version, Some(a.status));
+        self.audit(tx, app, a.version, Some(a.status), verdict);
         Ok(())
     }
 
@@ -418,8 +438,9 @@ impl Waf {
         ack: &mut AckWriter<'_>,
         export: bool,
         score: i64,
+        verdict: Verdict,
     ) -> Result<(), InspectError> {
-        if let Some(i) = tx.interruption() {
+        if let Some(i) = tx.interruption().filter(|_| verdict == Verdict::Enforce) {
             ack.set_var(
                 VarScope::Transaction,
                 b"action",
@@ -476,17 +497,31 @@ impl Waf {
         &self,
         tx: &Transaction<'_>,
         app: usize,
-        method: &[u8],
         version: &[u8],
         status: Option<u16>,
+        verdict: Verdict,
     ) {
         let Some(sender) = &self.audit else { return };
         if !tx.is_relevant() {
             return;
         }
-        let _ = method;
-        sender.send(build_event(tx, self.apps[app].clone(), version, status));
+        let mut event = build_event(tx, self.apps[app].clone(), version, status);
+        if verdict == Verdict::Observe {
+            event.action = audit::Action::Log;
+            event.rule_engine = audit::RuleEngineMode::DetectionOnly;
+            event.interrupted_by = None;
+            event.status = None;
+        }
+        sender.send(event);
     }
+}
+
+/// Whether an interruption becomes the answer (`Enforce`) or is only reported (`Observe`:
+/// `coraza-res` with `detect-only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Enforce,
+    Observe,
 }
 
 /// Builds the owned audit event for a transaction (only called when it is relevant).
