@@ -254,6 +254,7 @@ fn eval_rule(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
                     CDisruptive::Drop => (InterruptAction::Drop, String::new()),
                     CDisruptive::Redirect(m) => {
                         let mut out = std::mem::take(&mut t.sc.expand);
+                        out.clear();
                         expand(t.rs, &t.req, &t.st, m, &mut t.sc.temp, &mut out);
                         let s = String::from_utf8_lossy(&out).into_owned();
                         t.sc.expand = out;

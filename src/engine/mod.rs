@@ -23,5 +23,8 @@ pub mod transaction;
 pub mod transformations;
 pub mod variables;
 
+#[cfg(test)]
+mod tests;
+
 pub use ruleset::{LowerError, Ruleset};
 pub use transaction::{InterruptAction, Interruption, MatchedRule, Transaction, TxSnapshot};

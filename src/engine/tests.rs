@@ -1,0 +1,149 @@
+//! Engine semantics on small rule sets (the CRS regression suite covers CRS itself).
+
+use std::path::Path;
+
+use super::{InterruptAction, Ruleset, Transaction};
+use crate::seclang::compile_text;
+
+/// Rules evaluated in detection mode unless the text sets `SecRuleEngine` itself (ModSecurity's
+/// default is Off, which evaluates nothing).
+fn ruleset(rules: &str) -> Ruleset {
+    let text = if rules.contains("SecRuleEngine") {
+        rules.to_string()
+    } else {
+        format!("SecRuleEngine DetectionOnly\n{rules}")
+    };
+    Ruleset::new(compile_text("t.conf", &text, Path::new(".")).expect("compile")).expect("lower")
+}
+
+fn run<'r>(tx: &mut Transaction<'r>, uri: &str) {
+    tx.reset();
+    tx.set_connection("192.0.2.1", 1234, "192.0.2.2", 80);
+    tx.set_request_line(b"GET", uri.as_bytes(), b"1.1");
+    tx.add_request_header(b"Host", b"example.com");
+    tx.process_request();
+}
+
+fn ids(tx: &Transaction<'_>) -> Vec<u32> {
+    tx.matched_rules().iter().map(|m| m.id).collect()
+}
+
+#[test]
+fn engine_off_evaluates_nothing() {
+    let rs = ruleset("SecRuleEngine Off\nSecRule ARGS \"@rx .\" \"id:1,phase:1,deny\"\n");
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?a=1");
+    assert!(ids(&tx).is_empty());
+}
+
+#[test]
+fn redirect_target_is_expanded_afresh_each_time() {
+    let rs = ruleset(
+        "SecRuleEngine On\n\
+         SecRule ARGS:to \"@rx ^(\\w+)$\" \"id:1,phase:1,capture,msg:'m %{TX.1}',redirect:/go/%{TX.1}\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    for target in ["first", "second"] {
+        run(&mut tx, &format!("/?to={target}"));
+        let i = tx.interruption().expect("redirect");
+        assert_eq!((i.action, i.status), (InterruptAction::Redirect, 302));
+        assert_eq!(i.data, format!("/go/{target}"));
+    }
+}
+
+#[test]
+fn detection_only_logs_but_never_interrupts() {
+    let rs = ruleset(
+        "SecRuleEngine DetectionOnly\nSecRule ARGS \"@rx evil\" \"id:1,phase:1,deny,status:403\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?a=evil");
+    assert_eq!(ids(&tx), vec![1]);
+    assert!(tx.interruption().is_none());
+}
+
+#[test]
+fn ctl_rule_engine_on_enforces_later_rules_of_the_same_transaction() {
+    let rs = ruleset(
+        "SecRuleEngine DetectionOnly\n\
+         SecRule ARGS \"@rx trigger\" \"id:1,phase:1,pass,ctl:ruleEngine=On\"\n\
+         SecRule ARGS \"@rx .\" \"id:2,phase:1,deny,status:418\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?a=x");
+    assert!(
+        tx.interruption().is_none(),
+        "rule 2 matched but the engine is detect-only"
+    );
+    run(&mut tx, "/?a=trigger");
+    assert_eq!(
+        tx.interruption().map(|i| (i.rule_id, i.status)),
+        Some((2, 418))
+    );
+}
+
+#[test]
+fn chain_head_actions_run_even_when_the_chain_fails() {
+    // ModSecurity semantics CRS relies on: non-disruptive actions run per matching value.
+    let rs = ruleset(
+        "SecRule ARGS \"@rx a\" \"id:1,phase:1,pass,setvar:tx.head=+1,chain\"\n\
+         SecRule ARGS \"@rx zzz\" \"setvar:tx.tail=1\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?x=a&y=aa");
+    assert_eq!(tx.tx_int("head"), 2, "once per matching value");
+    assert_eq!(tx.tx_int("tail"), 0);
+    assert!(ids(&tx).is_empty(), "the rule as a whole did not match");
+}
+
+#[test]
+fn skip_after_and_markers() {
+    let rs = ruleset(
+        "SecRule ARGS \"@rx .\" \"id:1,phase:1,pass,nolog,skipAfter:END\"\n\
+         SecRule ARGS \"@rx .\" \"id:2,phase:1,pass\"\n\
+         SecMarker END\n\
+         SecRule ARGS \"@rx .\" \"id:3,phase:1,pass\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?a=1");
+    assert_eq!(
+        tx.matched_rules()
+            .iter()
+            .filter(|m| m.log)
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        vec![3]
+    );
+}
+
+#[test]
+fn captures_and_matched_var_name() {
+    let rs = ruleset("SecRule ARGS \"@rx (b+)\" \"id:1,phase:1,pass,capture,logdata:'%{TX.1} in %{MATCHED_VAR_NAME}'\"\n");
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?q=abbbc");
+    assert_eq!(tx.matched_rules()[0].data, "bbb in ARGS:q");
+}
+
+#[test]
+fn ctl_removal_by_id_range_and_target() {
+    let rs = ruleset(
+        "SecRule REQUEST_URI \"@rx remove\" \"id:1,phase:1,pass,nolog,ctl:ruleRemoveById=10-19,ctl:ruleRemoveTargetById=20;ARGS:q\"\n\
+         SecRule ARGS \"@rx x\" \"id:15,phase:1,pass\"\n\
+         SecRule ARGS \"@rx x\" \"id:20,phase:1,pass\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    run(&mut tx, "/?q=x&r=x");
+    assert_eq!(
+        tx.matched_rules().iter().filter(|m| m.log).count(),
+        4,
+        "15 and 20 on both args"
+    );
+    run(&mut tx, "/remove?q=x&r=x");
+    let hits: Vec<_> = tx
+        .matched_rules()
+        .iter()
+        .filter(|m| m.log)
+        .map(|m| (m.id, m.var_name.clone()))
+        .collect();
+    assert_eq!(hits, vec![(20, "ARGS:r".to_string())]);
+}
