@@ -571,7 +571,7 @@ pub struct CaptureStats {
     pub notifies: usize,
     pub unanswered: usize,
     pub odd_frames: Vec<String>,
-    /// `txn.coraza.error` values in HAProxy's log (`-`: none).
+    /// `txn.coraza.error` values in HAProxy's log lines (`-`: none).
     pub haproxy_errors: BTreeMap<String, usize>,
     pub seconds: f64,
 }
@@ -603,8 +603,9 @@ pub fn capture(cfg: &CaptureConfig, requests: &[HttpRequest]) -> Result<(Capture
     // Every request has its answer; give a late ACK (after HAProxy's processing timeout) a
     // moment to reach the proxy, then stop HAProxy so its connections close.
     std::thread::sleep(Duration::from_millis(200));
-    let log_text = haproxy.log_text();
+    let log_path = haproxy.log.clone();
     drop(haproxy);
+    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
     proxy.stop();
     drop(backend);
 

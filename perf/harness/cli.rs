@@ -888,6 +888,7 @@ pub fn series_of(report: &Value) -> Vec<plot::Series> {
                 .iter()
                 .filter(|r| r["mode"] == mode.as_str() && r["mix"] == mix.as_str());
             let mut points = Vec::new();
+            let mut bound = Vec::new();
             let mut saturation = None;
             for r in mine {
                 let lat = &r["latency_us"];
@@ -897,12 +898,17 @@ pub fn series_of(report: &Value) -> Vec<plot::Series> {
                 if r["load"].is_null() {
                     saturation = r["achieved_rps"].as_f64().map(|x| (x, p50, p99));
                 } else if let Some(x) = r["offered_rps"].as_f64() {
-                    points.push((x, p50, p99));
+                    if r["loadgen_bound"].as_bool() == Some(true) {
+                        bound.push((x, p50, p99));
+                    } else {
+                        points.push((x, p50, p99));
+                    }
                 }
             }
             plot::Series {
                 label: format!("{mode} {mix}"),
                 points,
+                bound,
                 saturation,
             }
         })
@@ -920,4 +926,44 @@ fn plot_cmd(json_path: &Path, out: &Path) -> Result<()> {
     );
     let png = plot::render(&title, &series_of(&v));
     std::fs::write(out, png).map_err(io(format!("write {}", out.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plot_series_come_from_the_runs() {
+        let run = |mode: &str, mix: &str, load: Value, offered: Value, bound: bool, p99: f64| {
+            json!({
+                "mode": mode, "mix": mix, "load": load, "offered_rps": offered,
+                "achieved_rps": 1000.0, "loadgen_bound": bound,
+                "latency_us": {"p50": p99 / 2.0, "p99": p99},
+            })
+        };
+        let report = json!({"runs": [
+            run("noop", "benign", Value::Null, Value::Null, true, 90.0),
+            run("noop", "benign", json!(0.5), json!(500.0), false, 50.0),
+            run("noop", "benign", json!(0.9), json!(900.0), true, 40000.0),
+            run("waf", "attacks", json!(0.5), json!(100.0), false, 700.0),
+        ]});
+        let s = series_of(&report);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].label, "noop benign");
+        assert_eq!(s[0].saturation, Some((1000.0, 45.0, 90.0)));
+        assert_eq!(s[0].points, vec![(500.0, 25.0, 50.0)]);
+        assert_eq!(s[0].bound, vec![(900.0, 20000.0, 40000.0)]);
+        assert_eq!(s[1].points, vec![(100.0, 350.0, 700.0)]);
+        assert_eq!(s[1].saturation, None);
+    }
+
+    #[test]
+    fn audit_deltas_are_counter_increases() {
+        let d = audit_delta(
+            Some(json!({"written": 10, "dropped_full": 0})),
+            Some(json!({"written": 25, "dropped_full": 3})),
+        );
+        assert_eq!(d, json!({"written": 15, "dropped_full": 3}));
+        assert_eq!(audit_delta(None, Some(json!({}))), Value::Null);
+    }
 }

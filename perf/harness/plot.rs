@@ -12,6 +12,8 @@ pub struct Series {
     pub label: String,
     /// (offered requests/s, p50 µs, p99 µs) at the fixed rates.
     pub points: Vec<(f64, f64, f64)>,
+    /// Fixed-rate points where the load generator was the bottleneck: drawn hollow, unjoined.
+    pub bound: Vec<(f64, f64, f64)>,
     /// (achieved requests/s, p50 µs, p99 µs) flat out.
     pub saturation: Option<(f64, f64, f64)>,
 }
@@ -96,12 +98,14 @@ pub fn render(title: &str, series: &[Series]) -> Vec<u8> {
     let xs = series.iter().flat_map(|s| {
         s.points
             .iter()
+            .chain(&s.bound)
             .map(|p| p.0)
             .chain(s.saturation.map(|p| p.0))
     });
     let ys = series.iter().flat_map(|s| {
         s.points
             .iter()
+            .chain(&s.bound)
             .flat_map(|p| [p.1, p.2])
             .chain(s.saturation.into_iter().flat_map(|p| [p.1, p.2]))
             .chain([1000.0])
@@ -187,6 +191,10 @@ pub fn render(title: &str, series: &[Series]) -> Vec<u8> {
             disc(&mut img, x.at(p.0), y.at(p.2), 5, c);
             disc(&mut img, x.at(p.0), y.at(p.1), 3, c);
         }
+        for p in &s.bound {
+            ring(&mut img, x.at(p.0), y.at(p.2), 5, c);
+            ring(&mut img, x.at(p.0), y.at(p.1), 3, c);
+        }
         if let Some(sat) = s.saturation {
             if let Some(last) = pts.last() {
                 line(
@@ -213,6 +221,8 @@ pub fn render(title: &str, series: &[Series]) -> Vec<u8> {
         "DASHED, SMALL DOT: P50",
         "SQUARE: FLAT OUT (P99)",
         "AT THE RATE REACHED",
+        "HOLLOW: LOAD GENERATOR",
+        "BOUND (NOT THE AGENT)",
     ]
     .iter()
     .enumerate()
@@ -279,6 +289,17 @@ fn disc(img: &mut Indexed, cx: i64, cy: i64, r: i64, c: u8) {
     for dy in -r..=r {
         for dx in -r..=r {
             if dx * dx + dy * dy <= r * r {
+                img.set(cx + dx, cy + dy, c);
+            }
+        }
+    }
+}
+
+fn ring(img: &mut Indexed, cx: i64, cy: i64, r: i64, c: u8) {
+    for dy in -r..=r {
+        for dx in -r..=r {
+            let d = dx * dx + dy * dy;
+            if d <= r * r && d > (r - 2) * (r - 2) {
                 img.set(cx + dx, cy + dy, c);
             }
         }
@@ -423,11 +444,13 @@ mod tests {
             Series {
                 label: "noop benign".into(),
                 points: vec![(1e4, 40.0, 90.0), (5e4, 45.0, 120.0)],
+                bound: vec![(9e4, 4e4, 5e4)],
                 saturation: Some((1e5, 900.0, 2000.0)),
             },
             Series {
                 label: "waf attacks".into(),
                 points: vec![(300.0, 400.0, 900.0)],
+                bound: Vec::new(),
                 saturation: None,
             },
         ];

@@ -287,12 +287,13 @@ impl ReplayReport {
     }
 }
 
-/// At a fixed rate, requests due within sixteen periods (at least 20 µs, at most 100 µs) are
+/// At a fixed rate, requests due within sixteen periods (at least 20 µs, at most 200 µs) are
 /// sent with the one that is due now, in one write: on loopback the sender's CPU also does the
-/// receiver's TCP work and wake-up (about 15 µs a write here), so a write per request would cap
-/// the load generator far below the agent's ceiling.
+/// receiver's TCP work and wake-up, and each sleep and wake-up of the load generator costs tens
+/// of microseconds in this VM, so a write (and a wake-up) per request would cap the load
+/// generator far below the agent's ceiling.
 fn pacing_slack(period: f64) -> Duration {
-    Duration::from_secs_f64((16.0 * period).clamp(20e-6, 100e-6))
+    Duration::from_secs_f64((16.0 * period).clamp(20e-6, 200e-6))
 }
 
 /// Token of the pacing timer in the mio loop (connections use 0..K).
@@ -392,6 +393,10 @@ struct Pending {
 
 struct Conn {
     stream: TcpStream,
+    token: Token,
+    /// Registered for WRITABLE too (only while a write is pending: a socket becomes writable
+    /// again each time the agent reads, and every such edge would wake the loop for nothing).
+    writable: bool,
     out: Vec<u8>,
     out_pos: usize,
     inbuf: Vec<u8>,
@@ -533,14 +538,12 @@ pub fn run(cfg: &ReplayConfig, hello: &[u8], frames: &[ReplayFrame]) -> Result<R
         let s = handshake(cfg.addr, hello, cfg.depth, largest)?;
         let mut stream = TcpStream::from_std(s);
         poll.registry()
-            .register(
-                &mut stream,
-                Token(i),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+            .register(&mut stream, Token(i), Interest::READABLE)
             .map_err(io("register a connection"))?;
         conns.push(Conn {
             stream,
+            token: Token(i),
+            writable: false,
             out: Vec::with_capacity(64 * 1024),
             out_pos: 0,
             inbuf: Vec::with_capacity(64 * 1024),
@@ -652,7 +655,8 @@ pub fn run(cfg: &ReplayConfig, hello: &[u8], frames: &[ReplayFrame]) -> Result<R
             }
         }
         for (i, conn) in conns.iter_mut().enumerate() {
-            flush(conn).map_err(io(format!("write to the agent (connection {i})")))?;
+            flush(conn, poll.registry())
+                .map_err(io(format!("write to the agent (connection {i})")))?;
         }
         let in_flight: usize = conns.iter().map(|c| c.in_flight.len()).sum();
         if !sending {
@@ -744,18 +748,32 @@ fn send(conn: &mut Conn, frames: &[ReplayFrame], seq: u64, since: Instant) {
     });
 }
 
-fn flush(conn: &mut Conn) -> std::io::Result<()> {
+fn flush(conn: &mut Conn, registry: &mio::Registry) -> std::io::Result<()> {
     while conn.out_pos < conn.out.len() {
         match conn.stream.write(&conn.out[conn.out_pos..]) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => conn.out_pos += n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if !conn.writable {
+                    registry.reregister(
+                        &mut conn.stream,
+                        conn.token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    conn.writable = true;
+                }
+                return Ok(());
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
     conn.out.clear();
     conn.out_pos = 0;
+    if conn.writable {
+        registry.reregister(&mut conn.stream, conn.token, Interest::READABLE)?;
+        conn.writable = false;
+    }
     Ok(())
 }
 

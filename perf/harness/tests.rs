@@ -120,7 +120,11 @@ fn replays_fixtures_against_the_null_inspector_flat_out_and_at_a_rate() {
     assert_eq!(r.pacing_lag.len(), 300);
     // Requests batched ahead of their due time are timed from when they left: no latency can
     // be below a loopback round trip (well over a microsecond).
-    assert!(r.latency.min() >= 1_000, "min latency {} ns", r.latency.min());
+    assert!(
+        r.latency.min() >= 1_000,
+        "min latency {} ns",
+        r.latency.min()
+    );
     assert_eq!(r.offered_rps, Some(3000.0));
     agent.stop().unwrap();
 }
