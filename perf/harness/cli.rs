@@ -376,7 +376,8 @@ fn replay_cmd(c: ReplayCmd) -> Result<()> {
     cfg.agent_cpu = c.agent_cpu;
     cfg.pin_cpu = c.pin;
     cfg.priority = c.priority.as_deref().map(Priority::parse).transpose()?;
-    let report = replay::run(&cfg, &cap.hello, &cap.replay_frames())?;
+    let frames = cap.replay_frames();
+    let report = replay::run(&cfg, &cap.hello, &frames)?;
     print_header();
     print_row(
         "-",
@@ -385,7 +386,11 @@ fn replay_cmd(c: ReplayCmd) -> Result<()> {
         &report,
     );
     if let Some(path) = c.json {
-        let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+        let mut v = report.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("slowest_frames".into(), report.slowest_json(&frames, 10));
+        }
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         std::fs::write(&path, text).map_err(io(format!("write {}", path.display())))?;
     }
     if report.errors.total() > 0 {
