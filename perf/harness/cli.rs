@@ -114,7 +114,7 @@ struct CaptureCmd {
     agent: Option<SocketAddr>,
 }
 
-/// Regenerate perf/fixtures/{benign,attacks}.capture.jsonl.
+/// Regenerate the committed captures, perf/fixtures/*.capture.jsonl.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "fixtures")]
 struct FixturesCmd {
