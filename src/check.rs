@@ -86,7 +86,10 @@ pub fn parse_line(line: &str) -> Result<CheckRequest, (String, String)> {
     })
 }
 
-fn headers(obj: &serde_json::Map<String, Value>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+/// `(name, value)` byte pairs.
+type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn headers(obj: &serde_json::Map<String, Value>) -> Result<HeaderList, String> {
     let (key, b64) = match (obj.get("headers_b64"), obj.get("headers")) {
         (Some(h), _) => (h, true),
         (None, Some(h)) => (h, false),

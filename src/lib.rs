@@ -22,7 +22,8 @@
 //! - [`engine`]: evaluation of a compiled ruleset: operators, transformations, variables, bodies.
 //! - [`waf`]: the coraza-spoa message contract implemented on top of the engine.
 //! - [`audit`]: the audit-log writer thread.
-//! - [`config`]: `config.yaml`.
+//! - [`config`](mod@config): `config.yaml`.
+//! - [`check`]: the offline evaluator; [`builtin`]: the ruleset compiled in by `build.rs`.
 
 pub mod audit;
 pub mod builtin;

@@ -431,10 +431,7 @@ impl Lowerer {
             Disruptive::Allow(s) => CDisruptive::Allow(*s),
             Disruptive::Redirect(m) => CDisruptive::Redirect(self.macro_(m)?),
         };
-        let skip_after = match &a.skip_after {
-            Some(m) => Some(self.marker_id(m)),
-            None => None,
-        };
+        let skip_after = a.skip_after.as_ref().map(|m| self.marker_id(m));
         Ok(CRule {
             id: r.id,
             phase: r.phase,

@@ -96,7 +96,7 @@ impl ValueRef {
     }
 }
 
-pub(crate) fn list<'a>(req: &'a RequestData, l: List) -> &'a Pairs {
+pub(crate) fn list(req: &RequestData, l: List) -> &Pairs {
     match l {
         List::ArgsGet => &req.args_get,
         List::ArgsPost => &req.args_post,
@@ -187,6 +187,7 @@ pub(crate) enum ExtraExclusion<'a> {
 }
 
 /// Appends the values of `target` to `out` (counts as one value).
+#[allow(clippy::too_many_arguments)] // the evaluator's disjoint borrows, passed field by field
 pub(crate) fn collect(
     rs: &Ruleset,
     req: &RequestData,
