@@ -1,10 +1,10 @@
-//! The codec against the frames captured from HAProxy 2.6.12 (`../shared/spop-vectors/`).
+//! The codec against the frames captured from HAProxy 2.6.12 (`tests/fixtures/spop-vectors/`).
 //!
 //! Every `.bin` with a `.json` is decoded and compared field by field with the reference
 //! decoding; the frames we produce (AGENT-HELLO, AGENT-DISCONNECT, ACK) are re-encoded and must
 //! be byte-identical, and so must HAProxy's frames rebuilt with our HAProxy-side encoders (used
 //! by the `healthcheck` subcommand, the tests and the benchmark). The vector directory is
-//! `$SPOP_VECTORS_DIR`, or `../shared/spop-vectors` beside the repository; a missing directory or
+//! `$SPOP_VECTORS_DIR`, or the committed `tests/fixtures/spop-vectors`; a missing directory or
 //! zero vectors is a failure, never a skip.
 
 use std::fs;
@@ -20,7 +20,8 @@ use serde_json::Value;
 fn vectors_dir() -> PathBuf {
     match std::env::var_os("SPOP_VECTORS_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/spop-vectors"),
+        // Committed copy of the frames captured from HAProxy 2.6.12 for this project.
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spop-vectors"),
     }
 }
 
