@@ -86,22 +86,24 @@ impl PrefilterState {
     }
 }
 
-/// Whether the prefilter allows rule `info` to match at all in this phase.
+/// Whether the prefilter allows rule `info` to match at all in this phase: every one of its
+/// literal sets is lit by some value of its sources.
 fn possible(t: &mut Transaction<'_>, info: &super::ruleset::PrefilterInfo) -> bool {
     if t.rs.prefilter().is_none() {
         return true;
     }
     let words = t.sc.pf.words;
-    let (w, b) = ((info.bit / 64) as usize, 1u64 << (info.bit % 64));
     for &sn in &info.sources {
         if !t.sc.pf.done[sn as usize] {
             compute_source_node(t, sn);
         }
-        if t.sc.pf.bits[sn as usize * words + w] & b != 0 {
-            return true;
-        }
     }
-    false
+    info.bits.iter().all(|&bit| {
+        let (w, b) = ((bit / 64) as usize, 1u64 << (bit % 64));
+        info.sources
+            .iter()
+            .any(|&sn| t.sc.pf.bits[sn as usize * words + w] & b != 0)
+    })
 }
 
 fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
@@ -125,18 +127,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
         let loc = t.cache.transform(&rs.pipelines, key, raw, node);
         match key {
             Some(k) => {
-                let pf = &mut t.sc.pf;
-                let off = match pf.loc_bits.get(&(k, loc)) {
-                    Some(&o) => o as usize,
-                    None => {
-                        let o = pf.raw_store.len();
-                        pf.raw_store.resize(o + words, 0);
-                        let value = t.cache.get(raw, loc);
-                        prefilter.scan(value, &mut pf.raw_store[o..o + words]);
-                        pf.loc_bits.insert((k, loc), o as u32);
-                        o
-                    }
-                };
+                let off = value_bits(t, prefilter, k, vr, loc);
                 for (a, r) in acc.iter_mut().zip(&t.sc.pf.raw_store[off..off + words]) {
                     *a |= *r;
                 }
@@ -153,6 +144,57 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
     pf.scratch = acc;
     refs.clear();
     t.sc.values = refs;
+}
+
+/// Offset in `raw_store` of the rule bits lit by value `vr` at location `loc` (scanned once per
+/// (value, location) and transaction).
+fn value_bits(
+    t: &mut Transaction<'_>,
+    prefilter: &super::prefilter::Prefilter,
+    k: u64,
+    vr: &ValueRef,
+    loc: super::cache::Loc,
+) -> usize {
+    if let Some(&o) = t.sc.pf.loc_bits.get(&(k, loc)) {
+        return o as usize;
+    }
+    let words = t.sc.pf.words;
+    let pf = &mut t.sc.pf;
+    let o = pf.raw_store.len();
+    pf.raw_store.resize(o + words, 0);
+    let raw = variables::bytes(&t.req, &[], vr);
+    let value = t.cache.get(raw, loc);
+    prefilter.scan(value, &mut pf.raw_store[o..o + words]);
+    pf.loc_bits.insert((k, loc), o as u32);
+    o
+}
+
+/// Whether value `vr` can match the prefiltered rule `info`: one of the rule's literals occurs
+/// in the value at one of the nodes the rule tests it at. Values without a stable identity
+/// (state, counts) are always tested.
+fn value_possible(
+    t: &mut Transaction<'_>,
+    info: &super::ruleset::PrefilterInfo,
+    vr: &ValueRef,
+) -> bool {
+    let rs = t.rs;
+    let (Some(prefilter), Some(k)) = (rs.prefilter(), vr.cache_key()) else {
+        return true;
+    };
+    for &node in &info.nodes {
+        let raw = variables::bytes(&t.req, &t.sc.temp, vr);
+        let loc = t.cache.transform(&rs.pipelines, Some(k), raw, node);
+        let off = value_bits(t, prefilter, k, vr, loc);
+        let row = &t.sc.pf.raw_store[off..];
+        if info
+            .bits
+            .iter()
+            .all(|&bit| row[(bit / 64) as usize] & (1u64 << (bit % 64)) != 0)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 pub(crate) fn run_phase(t: &mut Transaction<'_>, phase: u8) {
@@ -345,7 +387,17 @@ fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained:
     } else {
         1
     };
+    let gate = if li == 0 {
+        rule.prefilter.as_ref()
+    } else {
+        None
+    };
     for vr in &values {
+        if let Some(info) = gate {
+            if !value_possible(t, info, vr) {
+                continue;
+            }
+        }
         let key = vr.cache_key();
         let mut prev: Option<super::cache::Loc> = None;
         for step in 0..n_steps {

@@ -134,11 +134,13 @@ mod tests {
                 re.is_match(regex_automata::Input::new(input.as_bytes())),
                 "{p}"
             );
-            let set = required_literals(p).expect(p);
-            let pf = Prefilter::build(&[set]).unwrap();
+            // Every set of the conjunction must be lit by a matching input.
+            let sets = required_literals(p).expect(p);
+            let n = sets.len();
+            let pf = Prefilter::build(&sets).unwrap();
             let mut bits = vec![0u64; 1];
             pf.scan(input.as_bytes(), &mut bits);
-            assert_eq!(bits[0] & 1, 1, "{p} on {input:?}");
+            assert_eq!(bits[0], (1u64 << n) - 1, "{p} on {input:?}");
         }
     }
 

@@ -61,8 +61,12 @@ pub struct Ruleset {
 /// values its first link tests.
 #[derive(Debug)]
 pub(crate) struct PrefilterInfo {
-    pub bit: u32,
+    /// One bit per required literal set; the rule can match only if all are lit.
+    pub bits: Vec<u32>,
     pub sources: Vec<u32>,
+    /// The pipeline nodes the scan looks at (the link's node, or every multiMatch step; with
+    /// trailing case changes dropped): a value is tested only if one of them shows the bit.
+    pub nodes: Vec<u32>,
 }
 
 /// A node of the transformation trie: `parent` then `t`. Node 0 is "no transformation".
@@ -237,6 +241,7 @@ impl Ruleset {
             }
         }
         let rule_count = rules.iter().filter(|r| r.id != 0).count();
+        let prefiltered_rules = rules.iter().filter(|r| r.prefilter.is_some()).count();
         Ok(Ruleset {
             settings: program.settings,
             rules,
@@ -248,7 +253,7 @@ impl Ruleset {
             tx_names: l.tx_names,
             capture_slots,
             rule_count,
-            prefiltered_rules: l.pf_sets.len(),
+            prefiltered_rules,
             prefilter: std::sync::OnceLock::new(),
             pf_sets: l.pf_sets,
             source_nodes: l.source_nodes,
@@ -462,7 +467,7 @@ impl Lowerer {
         if link.is_action || link.negated || r.kind != RuleKind::Rule {
             return None;
         }
-        let set: Vec<Vec<u8>> = r.operator.literals.clone()?;
+        let sets: Vec<Vec<Vec<u8>>> = r.operator.literals.clone()?;
         // Every value the link tests: each source at each pipeline node it is tested at.
         let mut nodes = vec![link.pipeline];
         if link.multi_match {
@@ -506,10 +511,15 @@ impl Lowerer {
         if sources.is_empty() {
             return None;
         }
-        self.pf_sets.push(set);
+        let mut bits = Vec::with_capacity(sets.len());
+        for set in sets {
+            self.pf_sets.push(set);
+            bits.push((self.pf_sets.len() - 1) as u32);
+        }
         Some(PrefilterInfo {
-            bit: (self.pf_sets.len() - 1) as u32,
+            bits,
             sources,
+            nodes,
         })
     }
 

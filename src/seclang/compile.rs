@@ -1030,7 +1030,7 @@ fn operator(text: &str, base: &Path, files: &mut Vec<PathBuf>) -> Result<Operato
                 .collect();
             v.sort();
             v.dedup();
-            Some(v)
+            Some(vec![v])
         }
         _ => None,
     };

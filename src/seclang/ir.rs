@@ -396,9 +396,10 @@ pub struct Operator {
     /// The argument as written (after quote unescaping), for logs.
     pub raw: String,
     pub arg: OperatorArg,
-    /// Required literals (lower-cased) for the engine's prefilter: anything this operator
-    /// matches contains one of them. `None` when no useful set exists (see `literals`).
-    pub literals: Option<Vec<Vec<u8>>>,
+    /// Required literals (lower-cased) for the engine's prefilter: sets that are all required,
+    /// anything this operator matches contains one literal of each. `None` when no useful set
+    /// exists (see `literals`).
+    pub literals: Option<Vec<Vec<Vec<u8>>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -18,9 +18,14 @@ const MAX_SET: usize = 512;
 /// Largest cross product built when joining adjacent small sets in a concatenation.
 const MAX_CROSS: usize = 64;
 
-/// Parses a pattern exactly as `rx::compile` does and returns its required literals
-/// (lower-cased), or `None` when no useful set exists.
-pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+/// Most sets kept for one pattern (each one a prefilter bit the rule needs).
+const MAX_CONJUNCTION: usize = 3;
+
+/// Parses a pattern exactly as `rx::compile` does and returns its required literals: a list of
+/// sets (lower-cased) that are *all* required — every match contains one literal of each set.
+/// Weak sets (a lone letter or digit, present in almost any value) are dropped; `None` when
+/// nothing useful remains.
+pub fn required_literals(pattern: &str) -> Option<Vec<Vec<Vec<u8>>>> {
     let rewritten = rewrite_braced_hex(pattern);
     let hir = regex_syntax::ParserBuilder::new()
         .unicode(false)
@@ -30,11 +35,28 @@ pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
         .build()
         .parse(&rewritten)
         .ok()?;
-    let set = required(&hir)?;
-    if set.is_empty() || set.iter().any(|l| l.is_empty()) {
-        return None;
-    }
-    Some(set)
+    select(required(&hir))
+}
+
+/// Keeps the strongest non-weak sets, at most [`MAX_CONJUNCTION`].
+fn select(mut sets: Vec<Vec<Vec<u8>>>) -> Option<Vec<Vec<Vec<u8>>>> {
+    sets.retain(|s| {
+        !s.is_empty() && s.len() <= MAX_SET && !s.iter().any(|l| l.is_empty() || is_weak(l))
+    });
+    sets.sort_by_key(|s| std::cmp::Reverse(score(s)));
+    sets.dedup();
+    sets.truncate(MAX_CONJUNCTION);
+    (!sets.is_empty()).then_some(sets)
+}
+
+/// A literal that occurs in almost any text: a single letter or digit.
+fn is_weak(l: &[u8]) -> bool {
+    matches!(l, [b] if b.is_ascii_alphanumeric())
+}
+
+fn score(s: &[Vec<u8>]) -> (usize, usize) {
+    let min = s.iter().map(Vec::len).min().unwrap_or(0);
+    (min.min(8), usize::MAX - s.len())
 }
 
 /// Rewrites `\x{HH}` (exactly two hex digits) into `\xHH`, leaving escaped backslashes alone:
@@ -69,41 +91,56 @@ pub fn rewrite_braced_hex(p: &str) -> String {
     out
 }
 
-/// Required literal set of `h` (lower-cased, deduplicated).
-fn required(h: &Hir) -> Option<Vec<Vec<u8>>> {
+/// Sets of literals that are all required by `h` (a conjunction; empty when nothing is known).
+fn required(h: &Hir) -> Vec<Vec<Vec<u8>>> {
     match h.kind() {
-        HirKind::Empty | HirKind::Look(_) => None,
-        HirKind::Literal(l) => Some(vec![l.0.to_ascii_lowercase()]),
-        HirKind::Class(c) => {
-            class_bytes(c).map(|bs| dedup(bs.into_iter().map(|b| vec![b]).collect()))
-        }
+        HirKind::Empty | HirKind::Look(_) => Vec::new(),
+        HirKind::Literal(l) => vec![vec![l.0.to_ascii_lowercase()]],
+        HirKind::Class(c) => class_bytes(c)
+            .map(|bs| vec![dedup(bs.into_iter().map(|b| vec![b]).collect())])
+            .unwrap_or_default(),
         HirKind::Capture(c) => required(&c.sub),
         HirKind::Repetition(r) => {
             if r.min == 0 {
-                None
+                Vec::new()
             } else {
                 required(&r.sub)
             }
         }
+        // One of the branches matches: each branch contributes its best set, and the union of
+        // those is required.
         HirKind::Alternation(alts) => {
             let mut out = Vec::new();
             for a in alts {
-                out.extend(required(a)?);
+                let Some(best) = best(required(a)) else {
+                    return Vec::new();
+                };
+                out.extend(best);
                 if out.len() > MAX_SET {
-                    return None;
+                    return Vec::new();
                 }
             }
-            Some(dedup(out))
+            vec![dedup(out)]
         }
         HirKind::Concat(parts) => concat(parts),
     }
 }
 
-/// In a concatenation every part is required, so any part's set is a valid set for the whole.
-/// Adjacent parts that are exact (match only their literals, each exactly once) are joined by
-/// cross product to get longer, more selective literals; the best candidate wins.
-fn concat(parts: &[Hir]) -> Option<Vec<Vec<u8>>> {
-    let mut best: Option<Vec<Vec<u8>>> = None;
+/// The single most selective set of a conjunction (ignoring weak ones where possible).
+fn best(sets: Vec<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+    let mut sets: Vec<_> = sets
+        .into_iter()
+        .filter(|s| !s.is_empty() && s.len() <= MAX_SET)
+        .collect();
+    sets.sort_by_key(|s| (!s.iter().any(|l| is_weak(l)), score(s)));
+    sets.pop()
+}
+
+/// In a concatenation every part is required, so every part's sets are. Adjacent parts that
+/// are exact (match only their literals, each exactly once) are joined by cross product into
+/// longer, more selective literals.
+fn concat(parts: &[Hir]) -> Vec<Vec<Vec<u8>>> {
+    let mut out: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut run: Option<Vec<Vec<u8>>> = None;
     for p in parts {
         match exact(p) {
@@ -122,18 +159,23 @@ fn concat(parts: &[Hir]) -> Option<Vec<Vec<u8>>> {
                         dedup(joined)
                     }
                     Some(prev) => {
-                        best = better(best, Some(prev));
+                        out.push(prev);
                         set
                     }
                 });
             }
             None => {
-                best = better(best, run.take());
-                best = better(best, required(p));
+                if let Some(r) = run.take() {
+                    out.push(r);
+                }
+                out.extend(required(p));
             }
         }
     }
-    better(best, run)
+    if let Some(r) = run {
+        out.push(r);
+    }
+    out
 }
 
 /// The strings `h` matches when it matches exactly a finite set of strings (literals, small
@@ -178,7 +220,7 @@ fn exact(h: &Hir) -> Option<Vec<Vec<u8>>> {
     }
 }
 
-/// The (lower-cased) bytes of a small class; `None` when it has more than 4 after folding.
+/// The (lower-cased) bytes of a small class; `None` when it has more than 16 after folding.
 fn class_bytes(c: &Class) -> Option<Vec<u8>> {
     let mut out: Vec<u8> = Vec::new();
     let mut push = |b: u8| {
@@ -210,7 +252,7 @@ fn class_bytes(c: &Class) -> Option<Vec<u8>> {
             }
         }
     }
-    if out.is_empty() || out.len() > 4 {
+    if out.is_empty() || out.len() > 16 {
         None
     } else {
         Some(out)
@@ -223,54 +265,60 @@ fn dedup(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     v
 }
 
-/// The more selective of two sets: longer shortest literal first, then fewer literals.
-fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
-    let score = |s: &Vec<Vec<u8>>| {
-        let min = s.iter().map(Vec::len).min().unwrap_or(0);
-        (min.min(8), usize::MAX - s.len())
-    };
-    match (a, b) {
-        (None, x) | (x, None) => x.filter(|s| s.len() <= MAX_SET),
-        (Some(a), Some(b)) => {
-            if b.len() > MAX_SET || score(&a) >= score(&b) {
-                Some(a)
-            } else {
-                Some(b)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lits(p: &str) -> Option<Vec<String>> {
-        required_literals(p).map(|v| {
-            v.into_iter()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
+    fn lits(p: &str) -> Option<Vec<Vec<String>>> {
+        required_literals(p).map(|sets| {
+            sets.into_iter()
+                .map(|v| {
+                    v.into_iter()
+                        .map(|l| String::from_utf8_lossy(&l).into_owned())
+                        .collect()
+                })
                 .collect()
         })
     }
 
+    fn one(v: &[&str]) -> Option<Vec<Vec<String>>> {
+        Some(vec![v.iter().map(|s| s.to_string()).collect()])
+    }
+
     #[test]
     fn extraction_shapes() {
-        assert_eq!(lits("(?i)select.+from"), Some(vec!["select".into()]));
-        assert_eq!(lits("a|bc"), Some(vec!["a".into(), "bc".into()]));
+        assert_eq!(
+            lits("(?i)select.+from"),
+            Some(vec![vec!["select".into()], vec!["from".into()]])
+        );
+        assert_eq!(
+            lits("x|bc"),
+            None,
+            "a lone letter is too weak to prefilter on"
+        );
+        assert_eq!(lits("<|bc"), one(&["<", "bc"]));
         assert_eq!(lits("^.*$"), None);
         assert_eq!(lits("x?"), None);
-        assert_eq!(lits(r"[\n\r]"), Some(vec!["\n".into(), "\r".into()]));
-        assert_eq!(lits(r"\$\{"), Some(vec!["${".into()]));
-        assert_eq!(
-            lits("(?i)on(?:load|error)="),
-            Some(vec!["onerror=".into(), "onload=".into()])
-        );
+        assert_eq!(lits(r"[\n\r]"), one(&["\n", "\r"]));
+        assert_eq!(lits(r"\$\{"), one(&["${"]));
+        assert_eq!(lits("(?i)on(?:load|error)="), one(&["onerror=", "onload="]));
         // Joins a run of exact parts: `<script` beats `<`.
-        assert_eq!(lits("<(?i:script)"), Some(vec!["<script".into()]));
+        assert_eq!(lits("<(?i:script)"), one(&["<script"]));
         assert_eq!(
             lits(r"\x{e2}\x80[\x98\x99]"),
-            Some(vec!["\u{2018}".into(), "\u{2019}".into()])
+            one(&["\u{2018}", "\u{2019}"])
         );
+        // Separated by a class, both words are required: a conjunction.
+        assert_eq!(
+            lits(r"(?i)union-+select"),
+            Some(vec![
+                vec!["select".into()],
+                vec!["union".into()],
+                vec!["-".into()]
+            ])
+        );
+        // A small punctuation class is a usable set; lone letters are not.
+        assert_eq!(lits(r"[;|&'{]"), one(&["&", "'", ";", "{", "|"]));
     }
 
     #[test]
