@@ -710,7 +710,9 @@ fn removed(rules: RuleSelector, target: &crate::seclang::ir::TargetRef) -> Remov
 
 /// Records a rule match with its message and data expanded now.
 fn record(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
-    if rule.id == 0 || t.st.matches.len() >= MAX_RECORDED_MATCHES {
+    // A rule that neither logs nor audits leaves no trace (CRS's paranoia-level gates and
+    // initialisation rules match on every request): nothing reads such a record.
+    if rule.id == 0 || (!rule.log && !rule.auditlog) || t.st.matches.len() >= MAX_RECORDED_MATCHES {
         return;
     }
     let (msg, data) = if rule.log || rule.auditlog {

@@ -450,7 +450,8 @@ impl<'r> Transaction<'r> {
         self.st.interruption.as_ref()
     }
 
-    /// Every rule match, in order (including `nolog` rules; see [`MatchedRule::log`]).
+    /// Every match of a rule that logs or audits, in order (a rule with `nolog` may still be
+    /// recorded for the audit log; see [`MatchedRule::log`]).
     pub fn matched_rules(&self) -> &[MatchedRule] {
         &self.st.matches
     }
