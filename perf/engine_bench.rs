@@ -1,6 +1,7 @@
 //! Engine benchmark: the compiled-in production ruleset (PL1) over the request corpora.
 //!
-//! `cargo bench --bench engine [-- --quick]` prints a table and writes `perf/out/engine.json`:
+//! `cargo bench --bench engine [-- --quick] [--only benign|attacks] [--no-adversarial]` prints a
+//! table and writes `perf/out/engine.json`:
 //! - per-request evaluation time (median, p90, p99, max, mean) and requests/s on one core, for
 //!   `benign.jsonl` and `attacks.jsonl` separately (phases 1–2 and 5, as the agent runs them);
 //! - ruleset start-up: decoding the embedded program and lowering it (what the agent does
@@ -18,7 +19,14 @@ use coraza_spoa::check::{self, CheckRequest};
 use coraza_spoa::engine::{Ruleset, Transaction};
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only benign|attacks` and `--no-adversarial` narrow a run (for profiling).
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let adversarial_too = !args.iter().any(|a| a == "--no-adversarial");
     let corpus = std::env::var_os("CORPUS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus")));
@@ -55,6 +63,9 @@ fn main() {
         "corpus", "n", "median", "p90", "p99", "max", "mean", "req/s"
     );
     for name in ["benign", "attacks"] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let path = corpus.join(format!("{name}.jsonl"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -102,7 +113,7 @@ fn main() {
 
     println!("\nadversarial 1 MiB bodies (ms per MiB):");
     let mut adv = serde_json::Map::new();
-    for (label, ct, body) in adversarial() {
+    for (label, ct, body) in adversarial_too.then(adversarial).unwrap_or_default() {
         let req = CheckRequest {
             id: label.into(),
             method: b"POST".to_vec(),
