@@ -5,15 +5,21 @@
 //! ruleset's transformation trie, so `urlDecodeUni` computed for one rule is reused as the
 //! first step of `urlDecodeUni > lowercase` for another. Outputs live in one arena that is
 //! cleared, not freed, between transactions.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+//!
+//! Lookups are array indexing, not hashing: every value a transaction touches gets a dense
+//! slot on first use, and each slot owns a row with one entry per trie node. Rows, step lists
+//! and the arena keep their capacity, so a steady-state transaction allocates nothing here.
 
 use super::ruleset::PipeNode;
 use super::transformations::{self, Transformation};
 
-/// Identifies a value for caching: source list (8 bits), entry index, name-or-value bit.
+/// Identifies a value for caching: source list (8 bits, from bit 40), entry index (from bit 1),
+/// name-or-value bit (bit 0). Lists are numbered below [`SCALAR_TAGS`], scalars from it.
 pub(crate) type ValueKey = u64;
+
+/// Tags (bits 40..48 of a [`ValueKey`]) below this are lists of pairs; the rest are scalars.
+const SCALAR_TAGS: usize = 16;
+const TAGS: usize = 64;
 
 /// Where a transformed value lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,14 +30,26 @@ pub(crate) enum Loc {
     Arena(u32, u32),
 }
 
+/// A value's dense slot in this transaction.
+pub(crate) type Slot = u32;
+
 #[derive(Default)]
 pub(crate) struct TransformCache {
-    map: HashMap<(ValueKey, u32), Loc, BuildHasherDefault<FxHasher>>,
-    /// One transformation step from a given input: different pipelines that reach the same
-    /// input (e.g. `utf8toUnicode > urlDecodeUni` on ASCII and `urlDecodeUni` alone) share the
-    /// step and therefore the output location, so nothing downstream is computed or scanned
-    /// twice.
-    steps: HashMap<(ValueKey, Loc, Transformation), Loc, BuildHasherDefault<FxHasher>>,
+    /// Per list tag: slot + 1 of entry `idx * 2 + name` (0: none yet).
+    pair_slots: Vec<Vec<u32>>,
+    /// Per scalar tag: slot + 1 (0: none yet).
+    scalar_slots: Vec<u32>,
+    /// Slots in use.
+    slots: u32,
+    /// Trie nodes per row (the ruleset's pipeline count).
+    width: usize,
+    /// `rows[slot * width + node]`: where the value is after that node, once computed.
+    rows: Vec<Option<Loc>>,
+    /// Per slot, one transformation step from a given input: different pipelines that reach
+    /// the same input (e.g. `utf8toUnicode > urlDecodeUni` on ASCII and `urlDecodeUni` alone)
+    /// share the step and therefore the output location, so nothing downstream is computed
+    /// or scanned twice.
+    steps: Vec<Vec<(Loc, Transformation, Loc)>>,
     arena: Vec<u8>,
     work: Vec<u8>,
     path: Vec<u32>,
@@ -39,8 +57,15 @@ pub(crate) struct TransformCache {
 
 impl TransformCache {
     pub fn clear(&mut self) {
-        self.map.clear();
-        self.steps.clear();
+        for v in &mut self.pair_slots {
+            v.clear();
+        }
+        self.scalar_slots.iter_mut().for_each(|s| *s = 0);
+        for s in &mut self.steps[..self.slots as usize] {
+            s.clear();
+        }
+        self.slots = 0;
+        self.rows.clear();
         self.arena.clear();
     }
 
@@ -49,6 +74,37 @@ impl TransformCache {
             Loc::Raw => raw,
             Loc::Arena(s, l) => self.arena.get(s as usize..(s + l) as usize).unwrap_or(&[]),
         }
+    }
+
+    /// The dense slot of value `key`, assigned on first use in this transaction.
+    pub fn slot(&mut self, key: ValueKey, width: usize) -> Slot {
+        if self.scalar_slots.is_empty() {
+            self.scalar_slots = vec![0; TAGS];
+            self.pair_slots = vec![Vec::new(); SCALAR_TAGS];
+        }
+        let tag = ((key >> 40) as usize) % TAGS;
+        let entry = if tag < SCALAR_TAGS {
+            let list = &mut self.pair_slots[tag];
+            let i = (key & 0xFF_FFFF_FFFF) as usize;
+            if list.len() <= i {
+                list.resize(i + 1, 0);
+            }
+            &mut list[i]
+        } else {
+            &mut self.scalar_slots[tag]
+        };
+        if *entry != 0 {
+            return *entry - 1;
+        }
+        let s = self.slots;
+        self.slots += 1;
+        *entry = s + 1;
+        self.width = width;
+        self.rows.resize(self.rows.len() + width, None);
+        if self.steps.len() <= s as usize {
+            self.steps.push(Vec::new());
+        }
+        s
     }
 
     /// Location of `raw` after pipeline `node`, computing (and caching when `key` is given)
@@ -63,77 +119,84 @@ impl TransformCache {
         if node == 0 {
             return Loc::Raw;
         }
-        if let Some(k) = key {
-            if let Some(&l) = self.map.get(&(k, node)) {
-                return l;
+        match key {
+            Some(k) => {
+                let slot = self.slot(k, pipes.len());
+                self.transform_slot(pipes, slot, raw, node)
             }
+            None => self.transform_uncached(pipes, raw, node),
+        }
+    }
+
+    /// [`transform`](Self::transform) for a value whose slot is known.
+    pub fn transform_slot(&mut self, pipes: &[PipeNode], slot: Slot, raw: &[u8], node: u32) -> Loc {
+        if node == 0 {
+            return Loc::Raw;
+        }
+        let row = slot as usize * self.width;
+        if let Some(l) = self.rows[row + node as usize] {
+            return l;
         }
         // Walk up to the nearest cached ancestor (or the raw value), then apply downwards.
         self.path.clear();
         let mut n = node;
         let mut loc = Loc::Raw;
         while n != 0 {
-            if let Some(k) = key {
-                if let Some(&l) = self.map.get(&(k, n)) {
-                    loc = l;
-                    break;
-                }
+            if let Some(l) = self.rows[row + n as usize] {
+                loc = l;
+                break;
             }
             self.path.push(n);
             n = pipes[n as usize].parent;
         }
         while let Some(n) = self.path.pop() {
             let Some(t) = pipes[n as usize].t else {
+                self.rows[row + n as usize] = Some(loc);
                 continue;
             };
-            if let Some(k) = key {
-                if let Some(&l) = self.steps.get(&(k, loc, t)) {
-                    loc = l;
-                    self.map.insert((k, n), loc);
-                    continue;
-                }
+            let steps = &self.steps[slot as usize];
+            if let Some(&(_, _, out)) = steps.iter().find(|s| s.0 == loc && s.1 == t) {
+                loc = out;
+                self.rows[row + n as usize] = Some(loc);
+                continue;
             }
             let input_loc = loc;
-            self.work.clear();
-            let input = match loc {
-                Loc::Raw => raw,
-                Loc::Arena(s, l) => &self.arena[s as usize..(s + l) as usize],
-            };
-            if transformations::apply(t, input, &mut self.work) {
-                let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
-                self.arena.extend_from_slice(&self.work);
-                loc = Loc::Arena(start, u32::try_from(self.work.len()).unwrap_or(u32::MAX));
-            }
-            if let Some(k) = key {
-                self.steps.insert((k, input_loc, t), loc);
-                self.map.insert((k, n), loc);
+            loc = self.apply(t, raw, loc);
+            self.steps[slot as usize].push((input_loc, t, loc));
+            self.rows[row + n as usize] = Some(loc);
+        }
+        loc
+    }
+
+    /// A value without a stable identity: every step is computed (nothing is cached).
+    fn transform_uncached(&mut self, pipes: &[PipeNode], raw: &[u8], node: u32) -> Loc {
+        self.path.clear();
+        let mut n = node;
+        while n != 0 {
+            self.path.push(n);
+            n = pipes[n as usize].parent;
+        }
+        let mut loc = Loc::Raw;
+        while let Some(n) = self.path.pop() {
+            if let Some(t) = pipes[n as usize].t {
+                loc = self.apply(t, raw, loc);
             }
         }
         loc
     }
-}
 
-/// A small, fast hasher for integer keys (the FxHash mixing step). Keys are not
-/// attacker-chosen in a way that matters: they are indices the engine assigns.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+    /// Applies one step to the value at `loc`; the output's location (`loc` when unchanged).
+    fn apply(&mut self, t: Transformation, raw: &[u8], loc: Loc) -> Loc {
+        self.work.clear();
+        let input = match loc {
+            Loc::Raw => raw,
+            Loc::Arena(s, l) => &self.arena[s as usize..(s + l) as usize],
+        };
+        if !transformations::apply(t, input, &mut self.work) {
+            return loc;
         }
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
+        let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
+        self.arena.extend_from_slice(&self.work);
+        Loc::Arena(start, u32::try_from(self.work.len()).unwrap_or(u32::MAX))
     }
 }

@@ -51,13 +51,11 @@ pub(crate) struct PrefilterState {
     words: usize,
     done: Vec<bool>,
     bits: Vec<u64>,
-    /// Scan results per (value, location): the same bytes are scanned once however many
-    /// pipelines produce them.
-    loc_bits: std::collections::HashMap<
-        (u64, super::cache::Loc),
-        u32,
-        std::hash::BuildHasherDefault<super::cache::FxHasher>,
-    >,
+    /// Per value slot: scan results per location (offsets in `raw_store`), so the same bytes
+    /// are scanned once however many pipelines produce them.
+    slot_scans: Vec<Vec<(super::cache::Loc, u32)>>,
+    /// Slots whose `slot_scans` entry is in use this transaction.
+    slots_used: usize,
     raw_store: Vec<u64>,
     scratch: Vec<u64>,
 }
@@ -69,7 +67,8 @@ impl PrefilterState {
             words,
             done: vec![false; rs.source_nodes.len()],
             bits: vec![0; rs.source_nodes.len() * words],
-            loc_bits: Default::default(),
+            slot_scans: Vec::new(),
+            slots_used: 0,
             raw_store: Vec::new(),
             scratch: vec![0; words],
         }
@@ -77,7 +76,10 @@ impl PrefilterState {
 
     pub fn clear(&mut self) {
         self.new_phase();
-        self.loc_bits.clear();
+        for s in &mut self.slot_scans[..self.slots_used] {
+            s.clear();
+        }
+        self.slots_used = 0;
         self.raw_store.clear();
     }
 
@@ -123,16 +125,17 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
         if raw.is_empty() {
             continue;
         }
-        let key = vr.cache_key();
-        let loc = t.cache.transform(&rs.pipelines, key, raw, node);
-        match key {
+        match vr.cache_key() {
             Some(k) => {
-                let off = value_bits(t, prefilter, k, vr, loc);
+                let slot = t.cache.slot(k, rs.pipelines.len());
+                let loc = t.cache.transform_slot(&rs.pipelines, slot, raw, node);
+                let off = value_bits(t, prefilter, slot, vr, loc);
                 for (a, r) in acc.iter_mut().zip(&t.sc.pf.raw_store[off..off + words]) {
                     *a |= *r;
                 }
             }
             None => {
+                let loc = t.cache.transform(&rs.pipelines, None, raw, node);
                 let value = t.cache.get(raw, loc);
                 prefilter.scan(value, &mut acc);
             }
@@ -151,21 +154,26 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
 fn value_bits(
     t: &mut Transaction<'_>,
     prefilter: &super::prefilter::Prefilter,
-    k: u64,
+    slot: super::cache::Slot,
     vr: &ValueRef,
     loc: super::cache::Loc,
 ) -> usize {
-    if let Some(&o) = t.sc.pf.loc_bits.get(&(k, loc)) {
+    let slot = slot as usize;
+    let pf = &mut t.sc.pf;
+    if pf.slot_scans.len() <= slot {
+        pf.slot_scans.resize_with(slot + 1, Vec::new);
+    }
+    pf.slots_used = pf.slots_used.max(slot + 1);
+    if let Some(&(_, o)) = pf.slot_scans[slot].iter().find(|e| e.0 == loc) {
         return o as usize;
     }
-    let words = t.sc.pf.words;
-    let pf = &mut t.sc.pf;
+    let words = pf.words;
     let o = pf.raw_store.len();
     pf.raw_store.resize(o + words, 0);
     let raw = variables::bytes(&t.req, &[], vr);
     let value = t.cache.get(raw, loc);
     prefilter.scan(value, &mut pf.raw_store[o..o + words]);
-    pf.loc_bits.insert((k, loc), o as u32);
+    pf.slot_scans[slot].push((loc, o as u32));
     o
 }
 
@@ -181,10 +189,11 @@ fn value_possible(
     let (Some(prefilter), Some(k)) = (rs.prefilter(), vr.cache_key()) else {
         return true;
     };
+    let slot = t.cache.slot(k, rs.pipelines.len());
     for &node in &info.nodes {
         let raw = variables::bytes(&t.req, &t.sc.temp, vr);
-        let loc = t.cache.transform(&rs.pipelines, Some(k), raw, node);
-        let off = value_bits(t, prefilter, k, vr, loc);
+        let loc = t.cache.transform_slot(&rs.pipelines, slot, raw, node);
+        let off = value_bits(t, prefilter, slot, vr, loc);
         let row = &t.sc.pf.raw_store[off..];
         if info
             .bits
