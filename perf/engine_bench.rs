@@ -10,6 +10,7 @@
 //! - RSS after start-up with two worker transactions;
 //! - adversarial 1 MiB bodies built to stress each operator family and body processor, with
 //!   the time per MiB.
+//!
 //! Corpora come from `$CORPUS_DIR` or `../shared/corpus`.
 
 use std::path::PathBuf;

@@ -407,7 +407,7 @@ fn replay_cmd(c: ReplayCmd) -> Result<()> {
 fn load_label(load: Option<f64>) -> String {
     match load {
         None => "max".into(),
-        Some(l) if l == 0.0 => "rate".into(),
+        Some(0.0) => "rate".into(),
         Some(l) => format!("{:.0}%", l * 100.0),
     }
 }
@@ -607,7 +607,7 @@ fn run(c: RunCmd) -> Result<()> {
         } else {
             out_dir.join(format!("capture-{mix}.jsonl"))
         };
-        if !c.fixtures && !(c.reuse && path.exists()) {
+        if !(c.fixtures || c.reuse && path.exists()) {
             let corpus = corpus_dir(c.corpus_dir.clone()).join(format!("{mix}.jsonl"));
             let scratch = out_dir.join(format!("scratch-{started}"));
             let (cap, _) = capture_corpus(&corpus, None, 8, None, &scratch)?;

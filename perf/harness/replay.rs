@@ -202,7 +202,7 @@ impl ReplayReport {
             .enumerate()
             .filter(|(_, s)| s.count > 0)
             .collect();
-        v.sort_by(|a, b| b.1.max_ns.cmp(&a.1.max_ns));
+        v.sort_by_key(|e| std::cmp::Reverse(e.1.max_ns));
         v.truncate(n);
         v
     }

@@ -417,7 +417,7 @@ mod tests {
                 arg: "^a b$ ".into()
             }
         );
-        assert_eq!(operator("!@eq 0").negated, true);
+        assert!(operator("!@eq 0").negated);
         assert_eq!(operator("@detectSQLi").arg, "");
         assert_eq!(operator("foo|bar").name, "rx");
     }

@@ -66,7 +66,9 @@ fn trim(b: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn collect_text(b: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn collect_text(b: &[u8]) -> (Pairs, usize) {
         let mut v = Vec::new();
         let bad = text(b, |n, x| v.push((n.to_vec(), x.to_vec())));
         (v, bad)
