@@ -213,6 +213,33 @@ fn collect_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// Starts the copied binary as 65532 with `config`, stderr piped.
+fn spawn_nonroot(bin: &Path, config: &Path, dir: &Path) -> Child {
+    // A test running in parallel may fork while the copy's write descriptor is still open in
+    // this process; its child holds it until exec, and executing the copy then fails with
+    // ETXTBSY ("Text file busy"). Retry briefly: the window closes within milliseconds.
+    let mut attempts = 0;
+    loop {
+        let spawned = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .current_dir(dir)
+            .uid(NONROOT)
+            .gid(NONROOT)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        match spawned {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let started = Instant::now();
     loop {
@@ -284,29 +311,7 @@ fn agent_runs_as_65532_and_writes_only_its_log_dir() {
     let addr = format!("127.0.0.1:{port}");
     let config = write_config(tmp.path(), port, &audit);
 
-    // A test running in parallel may fork while the copy's write descriptor is still open in
-    // this process; its child holds it until exec, and executing the copy then fails with
-    // ETXTBSY ("Text file busy"). Retry briefly: the window closes within milliseconds.
-    let mut attempts = 0;
-    let child = loop {
-        let spawned = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .current_dir(tmp.path())
-            .uid(NONROOT)
-            .gid(NONROOT)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        match spawned {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => break other.unwrap(),
-        }
-    };
+    let child = spawn_nonroot(&bin, &config, tmp.path());
     let mut child = KillOnDrop(child);
     let stderr = collect_stderr(&mut child.0);
 
@@ -361,29 +366,7 @@ fn agent_runs_as_65532_and_writes_only_its_log_dir() {
     fs::set_permissions(&root_dir, fs::Permissions::from_mode(0o755)).unwrap();
     let refused = root_dir.join("audit.log");
     let config = write_config(tmp.path(), free_port(), &refused);
-    // A test running in parallel may fork while the copy's write descriptor is still open in
-    // this process; its child holds it until exec, and executing the copy then fails with
-    // ETXTBSY ("Text file busy"). Retry briefly: the window closes within milliseconds.
-    let mut attempts = 0;
-    let child = loop {
-        let spawned = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .current_dir(tmp.path())
-            .uid(NONROOT)
-            .gid(NONROOT)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn();
-        match spawned {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => break other.unwrap(),
-        }
-    };
+    let child = spawn_nonroot(&bin, &config, tmp.path());
     let mut child = KillOnDrop(child);
     let stderr = collect_stderr(&mut child.0);
     let status = wait_exit(&mut child.0, Duration::from_secs(30));
