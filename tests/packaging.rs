@@ -231,7 +231,7 @@ fn spawn_nonroot(bin: &Path, config: &Path, dir: &Path) -> Child {
             .stderr(Stdio::piped())
             .spawn();
         match spawned {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempts < 50 => {
                 attempts += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }

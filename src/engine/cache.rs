@@ -33,7 +33,6 @@ pub(crate) enum Loc {
 /// A value's dense slot in this transaction.
 pub(crate) type Slot = u32;
 
-#[derive(Default)]
 pub(crate) struct TransformCache {
     /// Per list tag: slot + 1 of entry `idx * 2 + name` (0: none yet).
     pair_slots: Vec<Vec<u32>>,
@@ -56,6 +55,21 @@ pub(crate) struct TransformCache {
 }
 
 impl TransformCache {
+    /// A cache for a ruleset whose transformation trie has `width` nodes.
+    pub fn new(width: usize) -> TransformCache {
+        TransformCache {
+            pair_slots: vec![Vec::new(); SCALAR_TAGS],
+            scalar_slots: vec![0; TAGS],
+            slots: 0,
+            width,
+            rows: Vec::new(),
+            steps: Vec::new(),
+            arena: Vec::new(),
+            work: Vec::new(),
+            path: Vec::new(),
+        }
+    }
+
     pub fn clear(&mut self) {
         for v in &mut self.pair_slots {
             v.clear();
@@ -77,11 +91,7 @@ impl TransformCache {
     }
 
     /// The dense slot of value `key`, assigned on first use in this transaction.
-    pub fn slot(&mut self, key: ValueKey, width: usize) -> Slot {
-        if self.scalar_slots.is_empty() {
-            self.scalar_slots = vec![0; TAGS];
-            self.pair_slots = vec![Vec::new(); SCALAR_TAGS];
-        }
+    pub fn slot(&mut self, key: ValueKey) -> Slot {
         let tag = ((key >> 40) as usize) % TAGS;
         let entry = if tag < SCALAR_TAGS {
             let list = &mut self.pair_slots[tag];
@@ -99,8 +109,7 @@ impl TransformCache {
         let s = self.slots;
         self.slots += 1;
         *entry = s + 1;
-        self.width = width;
-        self.rows.resize(self.rows.len() + width, None);
+        self.rows.resize(self.rows.len() + self.width, None);
         if self.steps.len() <= s as usize {
             self.steps.push(Vec::new());
         }
@@ -121,7 +130,7 @@ impl TransformCache {
         }
         match key {
             Some(k) => {
-                let slot = self.slot(k, pipes.len());
+                let slot = self.slot(k);
                 self.transform_slot(pipes, slot, raw, node)
             }
             None => self.transform_uncached(pipes, raw, node),

@@ -127,7 +127,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
         }
         match vr.cache_key() {
             Some(k) => {
-                let slot = t.cache.slot(k, rs.pipelines.len());
+                let slot = t.cache.slot(k);
                 let loc = t.cache.transform_slot(&rs.pipelines, slot, raw, node);
                 let off = value_bits(t, prefilter, slot, vr, loc);
                 for (a, r) in acc.iter_mut().zip(&t.sc.pf.raw_store[off..off + words]) {
@@ -189,7 +189,7 @@ fn value_possible(
     let (Some(prefilter), Some(k)) = (rs.prefilter(), vr.cache_key()) else {
         return true;
     };
-    let slot = t.cache.slot(k, rs.pipelines.len());
+    let slot = t.cache.slot(k);
     for &node in &info.nodes {
         let raw = variables::bytes(&t.req, &t.sc.temp, vr);
         let loc = t.cache.transform_slot(&rs.pipelines, slot, raw, node);

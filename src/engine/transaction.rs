@@ -181,7 +181,7 @@ impl<'r> Transaction<'r> {
         let mut tx = Transaction {
             rs,
             req: RequestData::default(),
-            cache: TransformCache::default(),
+            cache: TransformCache::new(rs.pipelines.len()),
             st: State {
                 tx: VarStore::with_slots(rs.tx_slot_count()),
                 ..State::default()

@@ -222,8 +222,7 @@ pub const LIBINJECTION_MAX_BYTES: usize = 64 * 1024;
 pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
     let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
     // What `libinjectionrs::detect_sqli` does, minus its last step: it recomputes the
-    // fingerprint after every verdict, and only a positive verdict needs it (the recomputation
-    // is a third of the cost on ordinary values).
+    // fingerprint after every verdict, and only a positive verdict needs it.
     let mut state = libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE);
     if state.detect() {
         Some(state.get_fingerprint().as_str().as_bytes().to_vec())
