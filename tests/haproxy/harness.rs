@@ -1,5 +1,5 @@
-//! What the HAProxy end-to-end tests share (`tests/waf_e2e.rs`, `tests/haproxy_replay.rs`,
-//! each including this file with `#[path]`): finding and running HAProxy 2.6 with the reference
+//! What the HAProxy end-to-end tests share (`tests/haproxy_e2e.rs`, `tests/waf_e2e.rs`,
+//! `tests/haproxy_replay.rs`, each including this file with `#[path]`): finding and running HAProxy 2.6 with the reference
 //! configuration beside this file, a raw HTTP/1.x client, a loopback backend, the agent binary
 //! as a child process, and temp directories.
 //!
@@ -132,17 +132,22 @@ impl Haproxy {
 
     /// `show stat` status of the agent server (`UP`, `DOWN`, ...).
     pub fn agent_status(&self) -> Option<String> {
+        self.agent_stat("status")
+    }
+
+    /// One `show stat` column of the agent server (`status`, `check_status`, ...).
+    pub fn agent_stat(&self, column: &str) -> Option<String> {
         let mut s = UnixStream::connect(&self.stats).ok()?;
         s.write_all(b"show stat\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
         let mut lines = out.lines();
         let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
-        let status = header.iter().position(|h| *h == "status")?;
+        let col = header.iter().position(|h| *h == column)?;
         lines
             .map(|l| l.split(',').collect::<Vec<_>>())
             .find(|f| f.first() == Some(&"coraza-spoa") && f.get(1) == Some(&"agent1"))
-            .and_then(|f| f.get(status).map(|s| s.to_string()))
+            .and_then(|f| f.get(col).map(|s| s.to_string()))
     }
 
     pub fn wait_until(
