@@ -150,7 +150,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
 }
 
 /// Offset in `raw_store` of the rule bits lit by value `vr` at location `loc` (scanned once per
-/// (value, location) and transaction).
+/// distinct content, up to ASCII case, of each value and transaction).
 fn value_bits(
     t: &mut Transaction<'_>,
     prefilter: &super::prefilter::Prefilter,
@@ -167,12 +167,23 @@ fn value_bits(
     if let Some(&(_, o)) = pf.slot_scans[slot].iter().find(|e| e.0 == loc) {
         return o as usize;
     }
-    let words = pf.words;
-    let o = pf.raw_store.len();
-    pf.raw_store.resize(o + words, 0);
     let raw = variables::bytes(&t.req, &[], vr);
     let value = t.cache.get(raw, loc);
-    prefilter.scan(value, &mut pf.raw_store[o..o + words]);
+    // Different pipelines often yield the same bytes up to ASCII case (a lowercase step in
+    // the middle, a normalisation with nothing to do): the scan ignores case, so reuse it.
+    let same = pf.slot_scans[slot]
+        .iter()
+        .find(|e| t.cache.get(raw, e.0).eq_ignore_ascii_case(value));
+    let o = match same {
+        Some(&(_, o)) => o as usize,
+        None => {
+            let words = pf.words;
+            let o = pf.raw_store.len();
+            pf.raw_store.resize(o + words, 0);
+            prefilter.scan(value, &mut pf.raw_store[o..o + words]);
+            o
+        }
+    };
     pf.slot_scans[slot].push((loc, o as u32));
     o
 }
