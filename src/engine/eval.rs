@@ -285,6 +285,12 @@ fn rule_selected(sel: &RuleSelector, rule: &CRule, rs: &Ruleset) -> bool {
 }
 
 fn eval_rule(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
+    // The prefilter first: most rules stop here, without touching their links.
+    if let Some(info) = &rule.prefilter {
+        if !possible(t, info) {
+            return;
+        }
+    }
     let chained = rule.links.len() > 1;
     for li in 0..rule.links.len() {
         if !eval_link(t, ri, rule, li, chained) {
@@ -347,13 +353,6 @@ fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained:
     if link.is_action {
         run_effects(t, link);
         return true;
-    }
-    if li == 0 {
-        if let Some(info) = &rule.prefilter {
-            if !possible(t, info) {
-                return false;
-            }
-        }
     }
     // Gather the values to test.
     let mut values = std::mem::take(&mut t.sc.values);
