@@ -12,6 +12,8 @@
 //!   did. Then the flow actions run, the match is recorded (message and data expanded), and the
 //!   disruptive action takes effect only when the engine is On for this transaction.
 
+use std::io::Write;
+
 use super::operators::{self, CompiledOp};
 use super::ruleset::{
     CDisruptive, CEffect, CKey, CLink, CMacro, CPart, CRule, CSelector, CTarget, Ruleset,
@@ -436,8 +438,11 @@ fn eval_link(t: &mut Transaction<'_>, ri: u32, rule: &CRule, li: usize, chained:
             let found = operator(rs, link, value, &arg, &mut t.sc.rx);
             if found.is_some() != link.negated {
                 matched = true;
-                let value = value.to_vec();
-                on_match(t, ri, rule, li, link, vr, &value, found.as_ref(), chained);
+                let mut copy = std::mem::take(&mut t.sc.matched);
+                copy.clear();
+                copy.extend_from_slice(value);
+                on_match(t, ri, rule, li, link, vr, &copy, found.as_ref(), chained);
+                t.sc.matched = copy;
             }
         }
     }
@@ -588,16 +593,16 @@ fn run_effects(t: &mut Transaction<'_>, link: &CLink) {
 
 fn setvar(t: &mut Transaction<'_>, collection: Variable, key: &CKey, op: SetVarOp, value: &CMacro) {
     let rs = t.rs;
-    // Expand the value.
+    // Scratch buffers are taken and put back, so a steady-state setvar allocates nothing.
     let mut val = std::mem::take(&mut t.sc.expand);
+    let mut scratch = std::mem::take(&mut t.sc.key);
+    let mut keybuf = std::mem::take(&mut t.sc.setvar_key);
     val.clear();
-    let mut scratch = Vec::new();
-    std::mem::swap(&mut scratch, &mut t.sc.key);
+    keybuf.clear();
     if op != SetVarOp::Delete {
         expand(rs, &t.req, &t.st, value, &mut scratch, &mut val);
     }
     // Resolve the key.
-    let mut keybuf: Vec<u8> = Vec::new();
     let slot = match key {
         CKey::Slot(s) => Some(*s),
         CKey::Literal(k) => {
@@ -615,29 +620,20 @@ fn setvar(t: &mut Transaction<'_>, collection: Variable, key: &CKey, op: SetVarO
         }
     };
     if collection == Variable::Tx {
-        let current = match slot {
-            Some(s) => t.st.tx.slot(s),
-            None => t.st.tx.get_dynamic(&keybuf),
-        };
-        let newv: Option<Vec<u8>> = match op {
-            SetVarOp::Set => Some(val.clone()),
-            SetVarOp::Add | SetVarOp::Sub => {
-                let cur = current.map(operators::to_number).unwrap_or(0);
-                let d = operators::to_number(&val);
-                let n = if op == SetVarOp::Add {
-                    cur.saturating_add(d)
-                } else {
-                    cur.saturating_sub(d)
-                };
-                Some(n.to_string().into_bytes())
-            }
-            SetVarOp::Delete => None,
-        };
-        match (slot, newv) {
-            (Some(s), Some(v)) => t.st.tx.set_slot(s, &v),
-            (Some(s), None) => t.st.tx.delete_slot(s),
-            (None, Some(v)) => t.st.tx.set_dynamic(&keybuf, &v),
-            (None, None) => t.st.tx.delete_dynamic(&keybuf),
+        if matches!(op, SetVarOp::Add | SetVarOp::Sub) {
+            let current = match slot {
+                Some(s) => t.st.tx.slot(s),
+                None => t.st.tx.get_dynamic(&keybuf),
+            };
+            let n = arithmetic(op, current.map(operators::to_number).unwrap_or(0), &val);
+            val.clear();
+            let _ = write!(val, "{n}");
+        }
+        match (slot, op) {
+            (Some(s), SetVarOp::Delete) => t.st.tx.delete_slot(s),
+            (Some(s), _) => t.st.tx.set_slot(s, &val),
+            (None, SetVarOp::Delete) => t.st.tx.delete_dynamic(&keybuf),
+            (None, _) => t.st.tx.set_dynamic(&keybuf, &val),
         }
     } else {
         let pos =
@@ -651,29 +647,38 @@ fn setvar(t: &mut Transaction<'_>, collection: Variable, key: &CKey, op: SetVarO
                 }
             }
             _ => {
-                let cur = pos
-                    .map(|p| operators::to_number(&t.st.others[p].2))
-                    .unwrap_or(0);
-                let v = match op {
-                    SetVarOp::Add => cur
-                        .saturating_add(operators::to_number(&val))
-                        .to_string()
-                        .into_bytes(),
-                    SetVarOp::Sub => cur
-                        .saturating_sub(operators::to_number(&val))
-                        .to_string()
-                        .into_bytes(),
-                    _ => val.clone(),
-                };
+                if matches!(op, SetVarOp::Add | SetVarOp::Sub) {
+                    let cur = pos
+                        .map(|p| operators::to_number(&t.st.others[p].2))
+                        .unwrap_or(0);
+                    let n = arithmetic(op, cur, &val);
+                    val.clear();
+                    let _ = write!(val, "{n}");
+                }
                 match pos {
-                    Some(p) => t.st.others[p].2 = v,
-                    None => t.st.others.push((collection, keybuf, v)),
+                    Some(p) => {
+                        let v = &mut t.st.others[p].2;
+                        v.clear();
+                        v.extend_from_slice(&val);
+                    }
+                    None => t.st.others.push((collection, keybuf.clone(), val.clone())),
                 }
             }
         }
     }
     t.sc.expand = val;
     t.sc.key = scratch;
+    t.sc.setvar_key = keybuf;
+}
+
+/// `setvar` `+=` / `-=`: the current number changed by the expanded value, saturating.
+fn arithmetic(op: SetVarOp, current: i64, value: &[u8]) -> i64 {
+    let d = operators::to_number(value);
+    if op == SetVarOp::Sub {
+        current.saturating_sub(d)
+    } else {
+        current.saturating_add(d)
+    }
 }
 
 fn ctl(t: &mut Transaction<'_>, c: &Ctl) {

@@ -160,6 +160,10 @@ pub(crate) struct Scratch {
     pub arg: Vec<u8>,
     pub expand: Vec<u8>,
     pub key: Vec<u8>,
+    /// The key a `setvar` writes.
+    pub setvar_key: Vec<u8>,
+    /// A matching value, copied out of the transformation cache for the match's actions.
+    pub matched: Vec<u8>,
     pub body_scratch: Vec<u8>,
 }
 
@@ -192,6 +196,8 @@ impl<'r> Transaction<'r> {
                 values: Vec::new(),
                 temp: Vec::new(),
                 arg: Vec::new(),
+                setvar_key: Vec::new(),
+                matched: Vec::new(),
                 expand: Vec::new(),
                 key: Vec::new(),
                 body_scratch: Vec::new(),
