@@ -60,6 +60,7 @@ pub(crate) struct PrefilterState {
     slots_used: usize,
     raw_store: Vec<u64>,
     scratch: Vec<u64>,
+    seen: super::prefilter::ScanScratch,
 }
 
 impl PrefilterState {
@@ -73,6 +74,7 @@ impl PrefilterState {
             slots_used: 0,
             raw_store: Vec::new(),
             scratch: vec![0; words],
+            seen: Default::default(),
         }
     }
 
@@ -139,7 +141,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
             None => {
                 let loc = t.cache.transform(&rs.pipelines, None, raw, node);
                 let value = t.cache.get(raw, loc);
-                prefilter.scan(value, &mut acc);
+                prefilter.scan(value, &mut acc, &mut t.sc.pf.seen);
             }
         }
     }
@@ -182,7 +184,7 @@ fn value_bits(
             let words = pf.words;
             let o = pf.raw_store.len();
             pf.raw_store.resize(o + words, 0);
-            prefilter.scan(value, &mut pf.raw_store[o..o + words]);
+            prefilter.scan(value, &mut pf.raw_store[o..o + words], &mut pf.seen);
             o
         }
     };
