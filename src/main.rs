@@ -113,11 +113,9 @@ fn run(config_path: Option<PathBuf>) -> ExitCode {
         log::error!("audit log: {e}");
         return ExitCode::FAILURE;
     }
-    // Regexes compile on first use; compile the rest in the background so steady state never
-    // pays for it on the request path.
-    let _ = std::thread::Builder::new()
-        .name("regex-warm-up".into())
-        .spawn(move || ruleset.warm_up());
+    // Regexes compile on first use; compile the rest (and build the prefilter) in the
+    // background so steady state never pays for it on the request path.
+    ruleset.spawn_warm_up();
     let waf = Waf::new(ruleset, config.clone(), Some(sender));
     log::info!(
         "{}; ruleset ready in {} ms; audit log {}",

@@ -98,6 +98,7 @@ impl InProcess {
             }),
             Mode::Waf => {
                 let ruleset = builtin_ruleset()?;
+                ruleset.spawn_warm_up();
                 let (audit, sender) = match audit_dir {
                     Some(dir) => {
                         std::fs::create_dir_all(dir)

@@ -289,6 +289,17 @@ impl Ruleset {
         self
     }
 
+    /// Starts [`warm_up`](Self::warm_up) on a background thread, as the agent does at start-up:
+    /// requests are served meanwhile (without the prefilter, compiling regexes as they come).
+    pub fn spawn_warm_up(&'static self) {
+        let spawned = std::thread::Builder::new()
+            .name("regex-warm-up".into())
+            .spawn(move || self.warm_up());
+        if let Err(e) = spawned {
+            log::warn!("warm-up thread: {e}; regexes compile on first use, no prefilter");
+        }
+    }
+
     /// Compiles every regex not compiled yet (call from a background thread after start-up).
     pub fn warm_up(&self) {
         if let Err(e) = self.build_prefilter() {
