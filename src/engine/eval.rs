@@ -28,6 +28,10 @@ use crate::seclang::ir::{AllowScope, Ctl, RuleEngineMode, SetVarOp, Variable};
 const MAX_RECORDED_MATCHES: usize = 512;
 /// Logged values are cut to this many bytes.
 const MAX_LOGGED_VALUE: usize = 256;
+/// Expanded `msg` and `logdata` are cut to this many bytes: CRS's `logdata` repeats the whole
+/// matched value, so one huge argument would otherwise put megabytes into every match of the
+/// audit event (and cost the worker a copy and a UTF-8 check per match).
+const MAX_LOGGED_TEXT: usize = 1024;
 
 /// A target removed from some rules by `ctl:ruleRemoveTarget*` for this transaction.
 #[derive(Debug, Clone)]
@@ -753,7 +757,7 @@ fn record(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
                 Some(m) => {
                     out.clear();
                     expand(t.rs, &t.req, &t.st, m, scratch, out);
-                    String::from_utf8_lossy(out).into_owned()
+                    String::from_utf8_lossy(utf8_prefix(out, MAX_LOGGED_TEXT)).into_owned()
                 }
                 None => String::new(),
             }
@@ -766,7 +770,7 @@ fn record(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
     } else {
         (String::new(), String::new())
     };
-    let value = &t.st.matched_var[..t.st.matched_var.len().min(MAX_LOGGED_VALUE)];
+    let value = utf8_prefix(&t.st.matched_var, MAX_LOGGED_VALUE);
     let disruptive = match rule.disruptive {
         CDisruptive::Pass => "pass",
         CDisruptive::Deny => "deny",
@@ -787,6 +791,20 @@ fn record(t: &mut Transaction<'_>, ri: u32, rule: &CRule, phase: u8) {
         value: String::from_utf8_lossy(value).into_owned(),
         disruptive,
     });
+}
+
+/// At most `max` bytes of `b`, not ending inside a UTF-8 sequence that the cut would break
+/// (so a cut never shows up as a replacement character).
+fn utf8_prefix(b: &[u8], max: usize) -> &[u8] {
+    if b.len() <= max {
+        return b;
+    }
+    let mut end = max;
+    // Back off over continuation bytes (at most 3) to the start of the cut character.
+    while end > max.saturating_sub(3) && end > 0 && (b[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    &b[..end]
 }
 
 /// Expands a macro string into `out` (appending).

@@ -125,6 +125,32 @@ fn captures_and_matched_var_name() {
 }
 
 #[test]
+fn logged_text_and_values_are_cut_on_a_character_boundary() {
+    let rs = ruleset(
+        "SecRule ARGS \"@rx x\" \"id:1,phase:1,pass,msg:'m %{MATCHED_VAR}',logdata:'Matched %{MATCHED_VAR}'\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    // 'é' is two bytes (%C3%A9): after one leading 'x', every cut point falls inside one.
+    run(&mut tx, &format!("/?q=x{}", "%C3%A9".repeat(5000)));
+    let m = &tx.matched_rules()[0];
+    assert!(m.data.starts_with("Matched xéé"), "{:.40}", m.data);
+    assert!(
+        m.data.len() <= 1024 && m.data.len() > 1000,
+        "{}",
+        m.data.len()
+    );
+    assert!(m.msg.len() <= 1024 && m.msg.len() > 1000, "{}", m.msg.len());
+    assert!(
+        m.value.len() <= 256 && m.value.len() > 250,
+        "{}",
+        m.value.len()
+    );
+    for s in [&m.data, &m.msg, &m.value] {
+        assert!(!s.contains('\u{fffd}'), "cut inside a character: {s:.40}");
+    }
+}
+
+#[test]
 fn ctl_removal_by_id_range_and_target() {
     let rs = ruleset(
         "SecRule REQUEST_URI \"@rx remove\" \"id:1,phase:1,pass,nolog,ctl:ruleRemoveById=10-19,ctl:ruleRemoveTargetById=20;ARGS:q\"\n\
