@@ -48,10 +48,18 @@ pub(crate) struct TransformCache {
     /// the same input (e.g. `utf8toUnicode > urlDecodeUni` on ASCII and `urlDecodeUni` alone)
     /// share the step and therefore the output location, so nothing downstream is computed
     /// or scanned twice.
-    steps: Vec<Vec<(Loc, Transformation, Loc)>>,
+    steps: Vec<SlotSteps>,
     arena: Vec<u8>,
     work: Vec<u8>,
     path: Vec<u32>,
+}
+
+/// One value's transformation steps, by input: from the raw value (the common case, searched
+/// by transformation alone) or from a transformed value.
+#[derive(Default)]
+struct SlotSteps {
+    from_raw: Vec<(Transformation, Loc)>,
+    from_transformed: Vec<(Loc, Transformation, Loc)>,
 }
 
 impl TransformCache {
@@ -76,7 +84,8 @@ impl TransformCache {
         }
         self.scalar_slots.iter_mut().for_each(|s| *s = 0);
         for s in &mut self.steps[..self.slots as usize] {
-            s.clear();
+            s.from_raw.clear();
+            s.from_transformed.clear();
         }
         self.slots = 0;
         self.rows.clear();
@@ -111,7 +120,7 @@ impl TransformCache {
         *entry = s + 1;
         self.rows.resize(self.rows.len() + self.width, None);
         if self.steps.len() <= s as usize {
-            self.steps.push(Vec::new());
+            self.steps.push(SlotSteps::default());
         }
         s
     }
@@ -164,14 +173,26 @@ impl TransformCache {
                 continue;
             };
             let steps = &self.steps[slot as usize];
-            if let Some(&(_, _, out)) = steps.iter().find(|s| s.0 == loc && s.1 == t) {
+            let known = match loc {
+                Loc::Raw => steps.from_raw.iter().find(|s| s.0 == t).map(|s| s.1),
+                _ => steps
+                    .from_transformed
+                    .iter()
+                    .find(|s| s.1 == t && s.0 == loc)
+                    .map(|s| s.2),
+            };
+            if let Some(out) = known {
                 loc = out;
                 self.rows[row + n as usize] = Some(loc);
                 continue;
             }
             let input_loc = loc;
             loc = self.apply(t, raw, loc);
-            self.steps[slot as usize].push((input_loc, t, loc));
+            let steps = &mut self.steps[slot as usize];
+            match input_loc {
+                Loc::Raw => steps.from_raw.push((t, loc)),
+                _ => steps.from_transformed.push((input_loc, t, loc)),
+            }
             self.rows[row + n as usize] = Some(loc);
         }
         loc
