@@ -299,6 +299,23 @@ mod tests {
         }
     }
 
+    /// Marks left by a scan long ago cannot pass for marks of the current scan once the
+    /// counter wraps around to their value.
+    #[test]
+    fn marks_reset_when_the_epoch_wraps() {
+        let pf = Prefilter::build(&[vec![b"select".to_vec()]]).unwrap();
+        let mut scratch = ScanScratch::default();
+        let scan = |v: &[u8], scratch: &mut ScanScratch| {
+            let mut bits = vec![0u64; 1];
+            pf.scan(v, &mut bits, scratch);
+            bits[0]
+        };
+        assert_eq!(scan(b"a select b", &mut scratch), 1);
+        scratch.epoch = u32::MAX;
+        assert_eq!(scan(b"nothing", &mut scratch), 0);
+        assert_eq!(scan(b"a select b", &mut scratch), 1);
+    }
+
     #[test]
     fn scan_sets_the_rules_bits() {
         let pf = Prefilter::build(&[vec![b"abc".to_vec()], vec![b"x".to_vec(), b"yz".to_vec()]])
