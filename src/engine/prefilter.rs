@@ -33,8 +33,8 @@ pub struct Prefilter {
     literal_bits: Vec<u64>,
     /// For each byte value (ASCII case folded), the rule bits it lights.
     byte_bits: Vec<u64>,
-    /// Folded bytes that light at least one rule.
-    used_bytes: Vec<u8>,
+    /// Bytes (either case) that light at least one rule, as a 256-bit set.
+    byte_mask: [u64; 4],
     words: usize,
 }
 
@@ -100,7 +100,12 @@ impl Prefilter {
                     .map_err(|e| format!("prefilter automaton: {e}"))?,
             )
         };
-        let used_bytes = (0..=255u8).filter(|&b| byte_used[usize::from(b)]).collect();
+        let mut byte_mask = [0u64; 4];
+        for b in (0..=255u8).filter(|&b| byte_used[usize::from(b)]) {
+            for c in [b, b.to_ascii_uppercase()] {
+                byte_mask[usize::from(c >> 6)] |= 1u64 << (c & 63);
+            }
+        }
         Ok(Prefilter {
             ac,
             groups,
@@ -109,7 +114,7 @@ impl Prefilter {
             prefix_len: prefix_lens,
             literal_bits,
             byte_bits,
-            used_bytes,
+            byte_mask,
             words,
         })
     }
@@ -120,7 +125,9 @@ impl Prefilter {
 
     /// ORs into `bits` the rule bits of every literal present in `value`.
     pub fn scan(&self, value: &[u8], bits: &mut [u64], scratch: &mut ScanScratch) {
-        let mut present = [false; 256];
+        // Bytes present, as a 256-bit set (kept in registers, nothing to clear per scan).
+        let mut present = [0u64; 4];
+        let mut note = |b: u8| present[usize::from(b >> 6)] |= 1u64 << (b & 63);
         if let Some(ac) = &self.ac {
             let epoch = scratch.next_epoch(self.literal_bits.len() / self.words);
             let Ok(mut sid) = ac.start_state(Anchored::No) else {
@@ -128,26 +135,26 @@ impl Prefilter {
                 bits.iter_mut().for_each(|x| *x = u64::MAX);
                 return;
             };
-            {
-                for (i, &b) in value.iter().enumerate() {
-                    present[usize::from(b)] = true;
-                    sid = ac.next_state(Anchored::No, sid, b);
-                    if ac.is_match(sid) {
-                        for m in 0..ac.match_len(sid) {
-                            let g = ac.match_pattern(sid, m).as_usize();
-                            self.confirm(g, value, i + 1, bits, scratch, epoch);
-                        }
+            for (i, &b) in value.iter().enumerate() {
+                note(b);
+                sid = ac.next_state(Anchored::No, sid, b);
+                if ac.is_match(sid) {
+                    for m in 0..ac.match_len(sid) {
+                        let g = ac.match_pattern(sid, m).as_usize();
+                        self.confirm(g, value, i + 1, bits, scratch, epoch);
                     }
                 }
             }
         } else {
-            for &b in value {
-                present[usize::from(b)] = true;
-            }
+            value.iter().for_each(|&b| note(b));
         }
-        for &b in &self.used_bytes {
-            let (lo, up) = (usize::from(b), usize::from(b.to_ascii_uppercase()));
-            if present[lo] || present[up] {
+        // Single-byte literals: only the present bytes that light something.
+        for (w, (&p, &u)) in present.iter().zip(&self.byte_mask).enumerate() {
+            let mut hit = p & u;
+            while hit != 0 {
+                let b = (w * 64) as u8 + hit.trailing_zeros() as u8;
+                hit &= hit - 1;
+                let lo = usize::from(b.to_ascii_lowercase());
                 let row = &self.byte_bits[lo * self.words..(lo + 1) * self.words];
                 for (x, r) in bits.iter_mut().zip(row) {
                     *x |= *r;
@@ -258,10 +265,11 @@ mod tests {
             vec![b"<".to_vec(), b"on".to_vec()],
             vec![b"abcdefghij".to_vec(), b"bcdefghijk".to_vec()],
             vec![b"ab".to_vec()],
+            vec![b"z".to_vec(), b"\xff".to_vec()],
         ];
         let pf = Prefilter::build(&sets).unwrap();
         let mut scratch = ScanScratch::default();
-        let alphabet = b"aAbBcdefghijkSELECTionmfrt_<s ";
+        let alphabet = b"aAbBcdefghijkSELECTionmfrt_<s zZ\xff\xdf";
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         for _ in 0..20_000 {
             seed ^= seed << 13;
