@@ -221,6 +221,9 @@ pub const LIBINJECTION_MAX_BYTES: usize = 64 * 1024;
 /// `@detectSQLi`: the fingerprint when libinjection says SQL injection.
 pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
     let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
+    if one_sql_token(v) {
+        return None;
+    }
     // What `libinjectionrs::detect_sqli` does, minus its last step: it recomputes the
     // fingerprint after every verdict, and only a positive verdict needs it.
     let mut state = libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE);
@@ -228,6 +231,24 @@ pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
         Some(state.get_fingerprint().as_str().as_bytes().to_vec())
     } else {
         None
+    }
+}
+
+/// Whether libinjection can only see one token in `v`: a word (a letter or `_`, then letters,
+/// digits and `_`) or a number (digits only). With no quote, comment, operator or delimiter
+/// there is nothing to fold, so the fingerprint is that token's one-character type (or empty,
+/// for a SQL type or unary operator, which folding skips), and no one-character fingerprint is
+/// blacklisted: such a value is never SQL injection. `one_token_values_are_never_sqli` checks
+/// that against the library for every keyword it knows and for random words and numbers.
+/// Common in JSON and form values (`true`, `1080`, `passive`), and it skips the library's
+/// keyword lookup, which allocates.
+fn one_sql_token(v: &[u8]) -> bool {
+    match v.first() {
+        Some(b) if b.is_ascii_digit() => v.iter().all(u8::is_ascii_digit),
+        Some(&b) if b.is_ascii_alphabetic() || b == b'_' => {
+            v.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
+        }
+        _ => false,
     }
 }
 
@@ -316,6 +337,63 @@ mod tests {
         assert!(detect_sqli(b"hello world").is_none());
         assert!(detect_xss(b"<script>alert(1)</script>"));
         assert!(!detect_xss(b"hello"));
+    }
+
+    /// The premise of `one_sql_token`: the library never flags one word or one number,
+    /// whatever its keyword type (every keyword it knows, in three cases) or shape.
+    #[test]
+    fn one_token_values_are_never_sqli() {
+        let library = |v: &[u8]| {
+            libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE).detect()
+        };
+        let mut tried = 0;
+        let mut types = std::collections::BTreeSet::new();
+        for k in libinjectionrs::sqli::sqli_data::SQL_KEYWORDS {
+            let w = k.word.as_bytes();
+            for v in [w.to_vec(), w.to_ascii_lowercase(), {
+                let mut m = w.to_ascii_lowercase();
+                m[0] = m[0].to_ascii_uppercase();
+                m
+            }] {
+                if one_sql_token(&v) {
+                    tried += 1;
+                    types.insert(k.token_type);
+                    assert!(!library(&v), "{:?}", String::from_utf8_lossy(&v));
+                }
+            }
+        }
+        // Every keyword type a word can have: keyword, function, union, expression, T-SQL,
+        // SQL type, operator, logic operator, collate, group (and barewords below).
+        assert!(
+            tried > 2000 && types.len() >= 10,
+            "{tried} words, types {types:?}"
+        );
+        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..50_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = 1 + (seed % 40) as usize;
+            let digits_only = seed % 5 == 0;
+            let v: Vec<u8> = (0..len)
+                .map(|i| {
+                    let r = (seed >> (i % 48)) as usize + i * 7;
+                    if digits_only {
+                        b'0' + (r % 10) as u8
+                    } else {
+                        alphabet[r % alphabet.len()]
+                    }
+                })
+                .collect();
+            if one_sql_token(&v) {
+                assert!(!library(&v), "{:?}", String::from_utf8_lossy(&v));
+            }
+        }
+        assert!(!one_sql_token(b"1 union"));
+        assert!(!one_sql_token(b"1union"));
+        assert!(!one_sql_token(b"x'1'"));
+        assert!(!one_sql_token(b""));
     }
 
     /// `detect_sqli` skips the library's final fingerprint recomputation; verdicts and
