@@ -63,6 +63,11 @@ pub(crate) struct PrefilterState {
     /// Slots whose `slot_scans` entry is in use this transaction.
     slots_used: usize,
     raw_store: Vec<u64>,
+    /// `node_scan[slot * nodes + node]`: offset in `raw_store` of that value's bits at that
+    /// node, or `u32::MAX` until known. Spares the per-value gate (`value_possible`) the
+    /// transformation-cache and scan lookups it would repeat for every rule it gates.
+    node_scan: Vec<u32>,
+    nodes: usize,
     scratch: Vec<u64>,
     seen: super::prefilter::ScanScratch,
 }
@@ -77,6 +82,8 @@ impl PrefilterState {
             slot_scans: Vec::new(),
             slots_used: 0,
             raw_store: Vec::new(),
+            node_scan: Vec::new(),
+            nodes: rs.pipelines.len(),
             scratch: vec![0; words],
             seen: Default::default(),
         }
@@ -89,6 +96,7 @@ impl PrefilterState {
         }
         self.slots_used = 0;
         self.raw_store.clear();
+        self.node_scan.clear();
     }
 
     fn new_phase(&mut self) {
@@ -136,8 +144,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
         match vr.cache_key() {
             Some(k) => {
                 let slot = t.cache.slot(k);
-                let loc = t.cache.transform_slot(&rs.pipelines, slot, raw, node);
-                let off = value_bits(t, prefilter, slot, vr, loc);
+                let off = node_bits(t, prefilter, slot, vr, node);
                 for (a, r) in acc.iter_mut().zip(&t.sc.pf.raw_store[off..off + words]) {
                     *a |= *r;
                 }
@@ -155,6 +162,33 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
     pf.scratch = acc;
     refs.clear();
     t.sc.values = refs;
+}
+
+/// Offset in `raw_store` of the rule bits lit by value `vr` (in `slot`) after pipeline `node`:
+/// transformed and scanned on first need, then remembered per (slot, node).
+fn node_bits(
+    t: &mut Transaction<'_>,
+    prefilter: &super::prefilter::Prefilter,
+    slot: super::cache::Slot,
+    vr: &ValueRef,
+    node: u32,
+) -> usize {
+    let pf = &mut t.sc.pf;
+    let at = slot as usize * pf.nodes + node as usize;
+    if pf.node_scan.len() <= at {
+        let slots = slot as usize + 1;
+        pf.node_scan.resize(slots * pf.nodes, u32::MAX);
+    }
+    let known = pf.node_scan[at];
+    if known != u32::MAX {
+        return known as usize;
+    }
+    // Values with a cache key live in the request, never in `temp`.
+    let raw = variables::bytes(&t.req, &[], vr);
+    let loc = t.cache.transform_slot(&t.rs.pipelines, slot, raw, node);
+    let off = value_bits(t, prefilter, slot, vr, loc);
+    t.sc.pf.node_scan[at] = off as u32;
+    off
 }
 
 /// Offset in `raw_store` of the rule bits lit by value `vr` at location `loc` (scanned once per
@@ -210,9 +244,7 @@ fn value_possible(
     };
     let slot = t.cache.slot(k);
     for &node in &info.nodes {
-        let raw = variables::bytes(&t.req, &t.sc.temp, vr);
-        let loc = t.cache.transform_slot(&rs.pipelines, slot, raw, node);
-        let off = value_bits(t, prefilter, slot, vr, loc);
+        let off = node_bits(t, prefilter, slot, vr, node);
         let row = &t.sc.pf.raw_store[off..];
         if info
             .bits
