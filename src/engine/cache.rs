@@ -100,9 +100,19 @@ impl TransformCache {
     }
 
     /// The dense slot of value `key`, assigned on first use in this transaction.
+    #[inline]
     pub fn slot(&mut self, key: ValueKey) -> Slot {
+        match *self.entry(key) {
+            0 => self.new_slot(key),
+            e => e - 1,
+        }
+    }
+
+    /// Where the slot of `key` is recorded (slot + 1; 0: none yet).
+    #[inline]
+    fn entry(&mut self, key: ValueKey) -> &mut u32 {
         let tag = ((key >> 40) as usize) % TAGS;
-        let entry = if tag < SCALAR_TAGS {
+        if tag < SCALAR_TAGS {
             let list = &mut self.pair_slots[tag];
             let i = (key & 0xFF_FFFF_FFFF) as usize;
             if list.len() <= i {
@@ -111,13 +121,14 @@ impl TransformCache {
             &mut list[i]
         } else {
             &mut self.scalar_slots[tag]
-        };
-        if *entry != 0 {
-            return *entry - 1;
         }
+    }
+
+    #[inline(never)]
+    fn new_slot(&mut self, key: ValueKey) -> Slot {
         let s = self.slots;
         self.slots += 1;
-        *entry = s + 1;
+        *self.entry(key) = s + 1;
         self.rows.resize(self.rows.len() + self.width, None);
         if self.steps.len() <= s as usize {
             self.steps.push(SlotSteps::default());
@@ -147,14 +158,22 @@ impl TransformCache {
     }
 
     /// [`transform`](Self::transform) for a value whose slot is known.
+    #[inline]
     pub fn transform_slot(&mut self, pipes: &[PipeNode], slot: Slot, raw: &[u8], node: u32) -> Loc {
         if node == 0 {
             return Loc::Raw;
         }
-        let row = slot as usize * self.width;
-        if let Some(l) = self.rows[row + node as usize] {
-            return l;
+        // Most calls find the value already computed: keep that path small enough to inline.
+        match self.rows[slot as usize * self.width + node as usize] {
+            Some(l) => l,
+            None => self.compute(pipes, slot, raw, node),
         }
+    }
+
+    /// The missing steps of `node` for the value in `slot`.
+    #[inline(never)]
+    fn compute(&mut self, pipes: &[PipeNode], slot: Slot, raw: &[u8], node: u32) -> Loc {
+        let row = slot as usize * self.width;
         // Walk up to the nearest cached ancestor (or the raw value), then apply downwards.
         self.path.clear();
         let mut n = node;
