@@ -138,6 +138,7 @@ impl TransformCache {
 
     /// Location of `raw` after pipeline `node`, computing (and caching when `key` is given)
     /// the missing steps.
+    #[inline]
     pub fn transform(
         &mut self,
         pipes: &[PipeNode],

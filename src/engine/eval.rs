@@ -166,6 +166,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
 
 /// Offset in `raw_store` of the rule bits lit by value `vr` (in `slot`) after pipeline `node`:
 /// transformed and scanned on first need, then remembered per (slot, node).
+#[inline]
 fn node_bits(
     t: &mut Transaction<'_>,
     prefilter: &super::prefilter::Prefilter,
@@ -173,15 +174,27 @@ fn node_bits(
     vr: &ValueRef,
     node: u32,
 ) -> usize {
-    let pf = &mut t.sc.pf;
+    let pf = &t.sc.pf;
     let at = slot as usize * pf.nodes + node as usize;
+    match pf.node_scan.get(at) {
+        Some(&known) if known != u32::MAX => known as usize,
+        _ => node_bits_first(t, prefilter, slot, vr, node, at),
+    }
+}
+
+#[inline(never)]
+fn node_bits_first(
+    t: &mut Transaction<'_>,
+    prefilter: &super::prefilter::Prefilter,
+    slot: super::cache::Slot,
+    vr: &ValueRef,
+    node: u32,
+    at: usize,
+) -> usize {
+    let pf = &mut t.sc.pf;
     if pf.node_scan.len() <= at {
         let slots = slot as usize + 1;
         pf.node_scan.resize(slots * pf.nodes, u32::MAX);
-    }
-    let known = pf.node_scan[at];
-    if known != u32::MAX {
-        return known as usize;
     }
     // Values with a cache key live in the request, never in `temp`.
     let raw = variables::bytes(&t.req, &[], vr);

@@ -143,6 +143,7 @@ fn scalar(req: &RequestData, s: Scalar) -> &[u8] {
 }
 
 /// The bytes of a value.
+#[inline]
 pub(crate) fn bytes<'a>(req: &'a RequestData, temp: &'a [u8], v: &ValueRef) -> &'a [u8] {
     match v.src {
         Src::Pair { list: l, idx, name } => {
