@@ -526,6 +526,15 @@ fn path_scan(s: &[u8], win: bool) -> Option<usize> {
     if s.is_empty() {
         return None;
     }
+    // One element (no separator), as most values are: cleaning changes only `.`.
+    let separator = if win {
+        memchr::memchr2(b'/', b'\\', s)
+    } else {
+        memchr(b'/', s)
+    };
+    if separator.is_none() {
+        return (s == b".").then_some(0);
+    }
     let mut dry = Prefix {
         input: s,
         len: 0,
@@ -593,6 +602,30 @@ pub(super) const TRIM_RIGHT: Kernel = Kernel {
 #[cfg(test)]
 mod tests {
     use super::super::{apply, Transformation as T};
+
+    /// Without a separator, `path_scan` decides "unchanged" without cleaning: same verdicts
+    /// as the full cleaning (the write path) on every short mix of `.`, `..`, letters and
+    /// backslashes (a separator only for normalizePathWin).
+    #[test]
+    fn path_scan_shortcut_agrees_with_cleaning() {
+        let pieces: [&[u8]; 5] = [b".", b"..", b"a", b"\\", b"bc"];
+        let mut v = Vec::new();
+        for n in 0..5u32 {
+            for mut k in 0..5u32.pow(n) {
+                v.clear();
+                for _ in 0..n {
+                    v.extend_from_slice(pieces[(k % 5) as usize]);
+                    k /= 5;
+                }
+                for (t, win) in [(T::NormalizePath, false), (T::NormalizePathWin, true)] {
+                    let mut full = Vec::new();
+                    super::path_write(&v, win, &mut full);
+                    let changed = !v.is_empty() && full != v;
+                    assert_eq!(super::path_scan(&v, win).is_some(), changed, "{t:?} {v:?}");
+                }
+            }
+        }
+    }
 
     /// `removeWhitespace` copies runs of plain ASCII at once; the output is what taking one
     /// unit at a time gives, on mixes of ASCII, whitespace, multi-byte UTF-8 (spaces among
