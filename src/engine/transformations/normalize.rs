@@ -74,9 +74,22 @@ fn compress_unit(s: &[u8]) -> (bool, usize) {
     }
 }
 
+/// Length of the run of ASCII bytes other than whitespace at the start of `s` (bytes every
+/// whitespace transformation leaves alone).
+fn plain_ascii_run(s: &[u8]) -> usize {
+    s.iter()
+        .position(|&b| b >= 0x80 || matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
+        .unwrap_or(s.len())
+}
+
 fn compress_whitespace_scan(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(rest) = tail(s, i) {
+        let run = plain_ascii_run(rest);
+        if run > 0 {
+            i += run;
+            continue;
+        }
         let (space, len) = compress_unit(rest);
         if space {
             let plain = rest.first() == Some(&b' ');
@@ -152,6 +165,11 @@ fn remove_unit(s: &[u8]) -> Unit {
 fn remove_whitespace_scan(s: &[u8]) -> Option<usize> {
     let mut i = 0;
     while let Some(rest) = tail(s, i) {
+        let run = plain_ascii_run(rest);
+        if run > 0 {
+            i += run;
+            continue;
+        }
         match remove_unit(rest) {
             Unit::Keep(len) => i += len,
             Unit::Drop(_) | Unit::Replace => return Some(i),
@@ -163,10 +181,7 @@ fn remove_whitespace_scan(s: &[u8]) -> Option<usize> {
 fn remove_whitespace_write(s: &[u8], mut i: usize, out: &mut Vec<u8>) {
     while let Some(rest) = tail(s, i) {
         // ASCII bytes other than whitespace are kept as they are: copy such a run at once.
-        let run = rest
-            .iter()
-            .position(|&b| b >= 0x80 || matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))
-            .unwrap_or(rest.len());
+        let run = plain_ascii_run(rest);
         if run > 0 {
             out.extend_from_slice(&rest[..run]);
             i += run;
@@ -629,7 +644,8 @@ mod tests {
 
     /// `removeWhitespace` copies runs of plain ASCII at once; the output is what taking one
     /// unit at a time gives, on mixes of ASCII, whitespace, multi-byte UTF-8 (spaces among
-    /// them) and invalid bytes.
+    /// them) and invalid bytes; and the whitespace scans (which skip such runs) say
+    /// "unchanged" exactly when the output is the input.
     #[test]
     fn remove_whitespace_runs_match_unit_by_unit() {
         let pieces: [&[u8]; 9] = [
@@ -668,6 +684,19 @@ mod tests {
                 }
             }
             assert_eq!(run(T::RemoveWhitespace, &v), want, "{v:?}");
+            // Both scans skip plain ASCII runs: "unchanged" must mean unchanged.
+            assert_eq!(
+                super::remove_whitespace_scan(&v).is_none(),
+                want == v,
+                "{v:?}"
+            );
+            let mut compressed = Vec::new();
+            super::compress_whitespace_write(&v, 0, &mut compressed);
+            assert_eq!(
+                super::compress_whitespace_scan(&v).is_none(),
+                compressed == v,
+                "{v:?}"
+            );
         }
     }
 
