@@ -294,9 +294,18 @@ fn remove_comments_write(s: &[u8], mut i: usize, out: &mut Vec<u8>) {
 /// `removeCommentsChar`: removes the comment markers `/*`, `*/`, `<!--`, `-->`, `--` and `#`
 /// wherever they are, keeping the text between them (Coraza and ModSecurity). Output ≤ input.
 pub(super) const REMOVE_COMMENTS_CHAR: Kernel = Kernel {
-    scan: |s| (0..s.len()).find(|&i| comment_marker_len(s.get(i..).unwrap_or_default()) > 0),
+    scan: remove_comments_char_scan,
     write: remove_comments_char_write,
 };
+
+/// The first comment marker: only a byte that can start one is tried.
+fn remove_comments_char_scan(s: &[u8]) -> Option<usize> {
+    s.iter()
+        .enumerate()
+        .filter(|(_, b)| matches!(b, b'/' | b'*' | b'<' | b'-' | b'#'))
+        .map(|(i, _)| i)
+        .find(|&i| comment_marker_len(s.get(i..).unwrap_or_default()) > 0)
+}
 
 /// The length of the comment marker at the start of `s`, 0 if there is none.
 fn comment_marker_len(s: &[u8]) -> usize {
