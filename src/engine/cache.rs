@@ -171,51 +171,42 @@ impl TransformCache {
         }
     }
 
-    /// The missing steps of `node` for the value in `slot`.
+    /// The missing steps of `node` for the value in `slot`: its parent first (recursively,
+    /// through the cached fast path; the depth is the longest pipeline), then its own step.
     #[inline(never)]
     fn compute(&mut self, pipes: &[PipeNode], slot: Slot, raw: &[u8], node: u32) -> Loc {
-        let row = slot as usize * self.width;
-        // Walk up to the nearest cached ancestor (or the raw value), then apply downwards.
-        self.path.clear();
-        let mut n = node;
-        let mut loc = Loc::Raw;
-        while n != 0 {
-            if let Some(l) = self.rows[row + n as usize] {
-                loc = l;
-                break;
-            }
-            self.path.push(n);
-            n = pipes[n as usize].parent;
-        }
-        while let Some(n) = self.path.pop() {
-            let Some(t) = pipes[n as usize].t else {
-                self.rows[row + n as usize] = Some(loc);
-                continue;
-            };
-            let steps = &self.steps[slot as usize];
-            let known = match loc {
-                Loc::Raw => steps.from_raw.iter().find(|s| s.0 == t).map(|s| s.1),
-                _ => steps
-                    .from_transformed
-                    .iter()
-                    .find(|s| s.1 == t && s.0 == loc)
-                    .map(|s| s.2),
-            };
-            if let Some(out) = known {
-                loc = out;
-                self.rows[row + n as usize] = Some(loc);
-                continue;
-            }
-            let input_loc = loc;
-            loc = self.apply(t, raw, loc);
-            let steps = &mut self.steps[slot as usize];
-            match input_loc {
-                Loc::Raw => steps.from_raw.push((t, loc)),
-                _ => steps.from_transformed.push((input_loc, t, loc)),
-            }
-            self.rows[row + n as usize] = Some(loc);
-        }
+        let PipeNode { parent, t } = pipes[node as usize];
+        let input = self.transform_slot(pipes, slot, raw, parent);
+        let loc = match t {
+            None => input,
+            Some(t) => self.step(slot, t, raw, input),
+        };
+        self.rows[slot as usize * self.width + node as usize] = Some(loc);
         loc
+    }
+
+    /// Transformation `t` applied to the value of `slot` at `input`, shared by every pipeline
+    /// that reaches the same input.
+    fn step(&mut self, slot: Slot, t: Transformation, raw: &[u8], input: Loc) -> Loc {
+        let steps = &self.steps[slot as usize];
+        let known = match input {
+            Loc::Raw => steps.from_raw.iter().find(|s| s.0 == t).map(|s| s.1),
+            _ => steps
+                .from_transformed
+                .iter()
+                .find(|s| s.1 == t && s.0 == input)
+                .map(|s| s.2),
+        };
+        if let Some(out) = known {
+            return out;
+        }
+        let out = self.apply(t, raw, input);
+        let steps = &mut self.steps[slot as usize];
+        match input {
+            Loc::Raw => steps.from_raw.push((t, out)),
+            _ => steps.from_transformed.push((input, t, out)),
+        }
+        out
     }
 
     /// A value without a stable identity: every step is computed (nothing is cached).
