@@ -318,6 +318,16 @@ fn comment_marker_len(s: &[u8]) -> usize {
 
 fn remove_comments_char_write(s: &[u8], mut i: usize, out: &mut Vec<u8>) {
     while let Some(rest) = tail(s, i) {
+        // Bytes that cannot start a marker are kept: copy such a run at once.
+        let run = rest
+            .iter()
+            .position(|b| matches!(b, b'/' | b'*' | b'<' | b'-' | b'#'))
+            .unwrap_or(rest.len());
+        if run > 0 {
+            out.extend_from_slice(&rest[..run]);
+            i += run;
+            continue;
+        }
         match comment_marker_len(rest) {
             0 => {
                 out.extend_from_slice(rest.get(..1).unwrap_or_default());
@@ -626,6 +636,35 @@ pub(super) const TRIM_RIGHT: Kernel = Kernel {
 #[cfg(test)]
 mod tests {
     use super::super::{apply, Transformation as T};
+
+    /// `removeCommentsChar` copies runs that cannot start a marker at once: same output as
+    /// taking one byte or marker at a time, on every mix of up to five marker pieces.
+    #[test]
+    fn remove_comments_char_runs_match_byte_by_byte() {
+        let pieces: [&[u8]; 8] = [b"ab", b"/", b"*", b"<!", b"-", b">", b"#", b"x"];
+        let mut v = Vec::new();
+        for n in 0..6u32 {
+            for mut k in 0..8u32.pow(n) {
+                v.clear();
+                for _ in 0..n {
+                    v.extend_from_slice(pieces[(k % 8) as usize]);
+                    k /= 8;
+                }
+                let mut want = Vec::new();
+                let mut i = 0;
+                while i < v.len() {
+                    match super::comment_marker_len(&v[i..]) {
+                        0 => {
+                            want.push(v[i]);
+                            i += 1;
+                        }
+                        len => i += len,
+                    }
+                }
+                assert_eq!(run(T::RemoveCommentsChar, &v), want, "{v:?}");
+            }
+        }
+    }
 
     /// Without a separator, `path_scan` decides "unchanged" without cleaning: same verdicts
     /// as the full cleaning (the write path) on every short mix of `.`, `..`, letters and
