@@ -99,6 +99,12 @@ impl TransformCache {
         }
     }
 
+    /// Forgets what was computed for value `key`: its content changed (a variable that is
+    /// empty until the body is processed, say). Its next use gets a fresh slot.
+    pub fn forget(&mut self, key: ValueKey) {
+        *self.entry(key) = 0;
+    }
+
     /// The dense slot of value `key`, assigned on first use in this transaction.
     #[inline]
     pub fn slot(&mut self, key: ValueKey) -> Slot {

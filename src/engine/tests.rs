@@ -150,6 +150,30 @@ fn logged_text_and_values_are_cut_on_a_character_boundary() {
     }
 }
 
+/// A value read before it is set (REQUEST_BODY in phase 1 is empty) must not leave its empty
+/// transformations or prefilter scans behind for the phases that see it set: `t:length` of the
+/// empty phase-1 value was "0", and phase 2 used to reuse it.
+#[test]
+fn request_body_read_in_phase_1_is_seen_afresh_in_phase_2() {
+    let rs = ruleset(
+        "SecRequestBodyAccess On\n\
+         SecRule REQUEST_BODY \"@rx evilword\" \"id:1,phase:1,pass,log,t:lowercase\"\n\
+         SecRule REQUEST_BODY \"@lt 0\" \"id:4,phase:1,pass,log,t:length\"\n\
+         SecRule REQUEST_BODY \"@rx evilword\" \"id:2,phase:2,pass,log,t:lowercase\"\n\
+         SecRule REQUEST_BODY \"@rx evilword\" \"id:3,phase:2,pass,log,t:none\"\n\
+         SecRule REQUEST_BODY \"@gt 5\" \"id:5,phase:2,pass,log,t:length\"\n",
+    );
+    let mut tx = Transaction::new(&rs);
+    tx.reset();
+    tx.set_connection("192.0.2.1", 1234, "192.0.2.2", 80);
+    tx.set_request_line(b"POST", b"/", b"1.1");
+    tx.add_request_header(b"Host", b"example.com");
+    tx.add_request_header(b"Content-Type", b"application/x-www-form-urlencoded");
+    tx.set_request_body(b"a=evilword");
+    tx.process_request();
+    assert_eq!(ids(&tx), vec![2, 3, 5]);
+}
+
 #[test]
 fn ctl_removal_by_id_range_and_target() {
     let rs = ruleset(

@@ -11,6 +11,7 @@ use super::body::{self, BodyLimits, BodySink};
 use super::cache::TransformCache;
 use super::collection::{Pairs, VarStore};
 use super::ruleset::Ruleset;
+use super::variables::Scalar;
 use crate::seclang::ir::{AllowScope, AuditEngine, BodyProcessor, LimitAction, RuleEngineMode};
 
 /// What the engine decided for the transaction so far.
@@ -417,18 +418,29 @@ impl<'r> Transaction<'r> {
         self.run_phase(1);
         if self.st.interruption.is_none() {
             self.parse_request_body();
+            self.changed(&[Scalar::RequestBody, Scalar::ReqbodyErrorMsg]);
             self.run_phase(2);
         }
         self.st.interruption.as_ref()
     }
 
+    /// These variables may read differently from now on (they are set as the transaction
+    /// goes): what earlier phases computed from them must not be reused.
+    fn changed(&mut self, scalars: &[Scalar]) {
+        for &s in scalars {
+            self.cache.forget(super::variables::scalar_key(s));
+        }
+    }
+
     /// Runs phases 3 and 4.
     pub fn process_response(&mut self) -> Option<&Interruption> {
+        self.changed(&[Scalar::ResponseProtocol, Scalar::ResponseBody]);
         if self.st.interruption.is_none() {
             self.run_phase(3);
         }
         if self.st.interruption.is_none() {
             self.expose_response_body();
+            self.changed(&[Scalar::ResponseBody]);
             self.run_phase(4);
         }
         self.st.interruption.as_ref()

@@ -90,10 +90,15 @@ impl ValueRef {
             Src::Pair { list, idx, name } => {
                 Some(((list as u64) << 40) | (u64::from(idx) << 1) | u64::from(name))
             }
-            Src::Scalar(s) => Some((s as u64) << 40),
+            Src::Scalar(s) => Some(scalar_key(s)),
             Src::Temp { .. } => None,
         }
     }
+}
+
+/// The cache key of a scalar (see [`ValueRef::cache_key`]).
+pub(crate) fn scalar_key(s: Scalar) -> ValueKey {
+    (s as u64) << 40
 }
 
 pub(crate) fn list(req: &RequestData, l: List) -> &Pairs {
