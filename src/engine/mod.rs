@@ -24,6 +24,8 @@ pub mod transformations;
 pub mod variables;
 
 #[cfg(test)]
+pub(crate) mod test_support;
+#[cfg(test)]
 mod tests;
 
 pub use ruleset::{LowerError, Ruleset};

@@ -226,6 +226,7 @@ impl ScanScratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_support::XorShift;
     use crate::seclang::literals::required_literals;
 
     /// Wherever the regex matches, the prefilter fires.
@@ -270,30 +271,21 @@ mod tests {
         let pf = Prefilter::build(&sets).unwrap();
         let mut scratch = ScanScratch::default();
         let alphabet = b"aAbBcdefghijkSELECTionmfrt_<s zZ\xff\xdf";
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = (seed % 40) as usize;
-            let mut v = Vec::with_capacity(len + 20);
-            let mut r = seed;
-            for _ in 0..len {
-                r = r
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                v.push(alphabet[(r >> 33) as usize % alphabet.len()]);
-            }
-            // Plant a literal (or most of one) now and then.
-            if seed % 3 == 0 {
-                let lit = &sets[(seed >> 8) as usize % sets.len()][0];
-                let keep = lit.len() - (seed >> 16) as usize % 2;
-                let at = (seed >> 20) as usize % (v.len() + 1);
+            let mut v: Vec<u8> = (0..rng.below(40))
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            // Plant a literal (or all but its last byte) now and then.
+            if rng.below(3) == 0 {
+                let lit = &sets[rng.below(sets.len())][0];
+                let keep = lit.len() - rng.below(2);
+                let at = rng.below(v.len() + 1);
                 v.splice(at..at, lit[..keep].iter().copied());
             }
+            let lower = v.to_ascii_lowercase();
             let mut want = 0u64;
             for (bit, set) in sets.iter().enumerate() {
-                let lower = v.to_ascii_lowercase();
                 if set
                     .iter()
                     .any(|l| lower.windows(l.len()).any(|w| w == &l[..]))

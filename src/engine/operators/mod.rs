@@ -261,6 +261,7 @@ pub fn detect_xss(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::test_support::XorShift;
 
     #[test]
     fn numbers_follow_atoi() {
@@ -369,23 +370,16 @@ mod tests {
             "{tried} words, types {types:?}"
         );
         let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
         for _ in 0..50_000 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let len = 1 + (seed % 40) as usize;
-            let digits_only = seed % 5 == 0;
-            let v: Vec<u8> = (0..len)
-                .map(|i| {
-                    let r = (seed >> (i % 48)) as usize + i * 7;
-                    if digits_only {
-                        b'0' + (r % 10) as u8
-                    } else {
-                        alphabet[r % alphabet.len()]
-                    }
-                })
-                .collect();
+            let len = 1 + rng.below(40);
+            let v: Vec<u8> = if rng.below(5) == 0 {
+                (0..len).map(|_| b'0' + rng.below(10) as u8).collect()
+            } else {
+                (0..len)
+                    .map(|_| alphabet[rng.below(alphabet.len())])
+                    .collect()
+            };
             if one_sql_token(&v) {
                 assert!(!library(&v), "{:?}", String::from_utf8_lossy(&v));
             }

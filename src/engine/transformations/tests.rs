@@ -3,6 +3,7 @@
 //! reference vectors live beside each family.
 
 use super::{apply, kernel, output_bound, Transformation};
+use crate::engine::test_support::XorShift;
 
 /// Every distinct transformation (the name table lists some twice, under two spellings).
 fn all() -> Vec<Transformation> {
@@ -108,22 +109,6 @@ fn unchanged_values_leave_the_buffer_untouched() {
             "{} did not clear the buffer",
             t.name()
         );
-    }
-}
-
-/// A tiny xorshift generator: deterministic, no extra crates.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
