@@ -145,9 +145,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
             Some(k) => {
                 let slot = t.cache.slot(k);
                 let off = node_bits(t, prefilter, slot, vr, node);
-                for (a, r) in acc.iter_mut().zip(&t.sc.pf.raw_store[off..off + words]) {
-                    *a |= *r;
-                }
+                super::prefilter::or_into(&mut acc, &t.sc.pf.raw_store[off..off + words]);
             }
             None => {
                 let loc = t.cache.transform(&rs.pipelines, None, raw, node);
@@ -846,7 +844,7 @@ fn utf8_prefix(b: &[u8], max: usize) -> &[u8] {
     }
     let mut end = max;
     // Back off over continuation bytes (at most 3) to the start of the cut character.
-    while end > max.saturating_sub(3) && end > 0 && (b[end] & 0xC0) == 0x80 {
+    while end > 0 && max - end < 3 && (b[end] & 0xC0) == 0x80 {
         end -= 1;
     }
     &b[..end]

@@ -155,10 +155,10 @@ impl Prefilter {
                 let b = (w * 64) as u8 + hit.trailing_zeros() as u8;
                 hit &= hit - 1;
                 let lo = usize::from(b.to_ascii_lowercase());
-                let row = &self.byte_bits[lo * self.words..(lo + 1) * self.words];
-                for (x, r) in bits.iter_mut().zip(row) {
-                    *x |= *r;
-                }
+                or_into(
+                    bits,
+                    &self.byte_bits[lo * self.words..(lo + 1) * self.words],
+                );
             }
         }
     }
@@ -186,12 +186,19 @@ impl Prefilter {
                 .is_some_and(|v| v.eq_ignore_ascii_case(want));
             if found {
                 scratch.marks[lit] = epoch;
-                let row = &self.literal_bits[lit * self.words..(lit + 1) * self.words];
-                for (x, r) in bits.iter_mut().zip(row) {
-                    *x |= *r;
-                }
+                or_into(
+                    bits,
+                    &self.literal_bits[lit * self.words..(lit + 1) * self.words],
+                );
             }
         }
+    }
+}
+
+/// `bits |= row`, word by word.
+pub(crate) fn or_into(bits: &mut [u64], row: &[u64]) {
+    for (x, r) in bits.iter_mut().zip(row) {
+        *x |= *r;
     }
 }
 
