@@ -150,7 +150,10 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
             None => {
                 let loc = t.cache.transform(&rs.pipelines, None, raw, node);
                 let value = t.cache.get(raw, loc);
-                prefilter.scan(value, &mut acc, &mut t.sc.pf.seen);
+                match prefilter.for_source(source.index()) {
+                    Some(p) => p.scan(value, &mut acc, &mut t.sc.pf.seen),
+                    None => acc.iter_mut().for_each(|x| *x = u64::MAX),
+                }
             }
         }
     }
@@ -167,7 +170,7 @@ fn compute_source_node(t: &mut Transaction<'_>, sn: u32) {
 #[inline]
 fn node_bits(
     t: &mut Transaction<'_>,
-    prefilter: &super::prefilter::Prefilter,
+    prefilter: &super::prefilter::Prefilters,
     slot: super::cache::Slot,
     vr: &ValueRef,
     node: u32,
@@ -183,7 +186,7 @@ fn node_bits(
 #[inline(never)]
 fn node_bits_first(
     t: &mut Transaction<'_>,
-    prefilter: &super::prefilter::Prefilter,
+    prefilter: &super::prefilter::Prefilters,
     slot: super::cache::Slot,
     vr: &ValueRef,
     node: u32,
@@ -206,7 +209,7 @@ fn node_bits_first(
 /// distinct content, up to ASCII case, of each value and transaction).
 fn value_bits(
     t: &mut Transaction<'_>,
-    prefilter: &super::prefilter::Prefilter,
+    prefilter: &super::prefilter::Prefilters,
     slot: super::cache::Slot,
     vr: &ValueRef,
     loc: super::cache::Loc,
@@ -233,7 +236,13 @@ fn value_bits(
             let words = pf.words;
             let o = pf.raw_store.len();
             pf.raw_store.resize(o + words, 0);
-            prefilter.scan(value, &mut pf.raw_store[o..o + words], &mut pf.seen);
+            let bits = &mut pf.raw_store[o..o + words];
+            // Values reaching here have a cache key (see `node_bits_first`).
+            let source = vr.cache_key().map(variables::source_index);
+            match source.and_then(|s| prefilter.for_source(s)) {
+                Some(p) => p.scan(value, bits, &mut pf.seen),
+                None => bits.iter_mut().for_each(|x| *x = u64::MAX),
+            }
             o
         }
     };

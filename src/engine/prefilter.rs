@@ -1,15 +1,16 @@
 //! The literal prefilter: one multi-pattern pass per value instead of one regex per rule.
 //!
 //! Each prefiltered rule head has a set of required literals (`seclang::literals`, computed
-//! by the compiler). The first bytes of every literal go into one Aho-Corasick automaton, driven
-//! byte by byte here so that a literal found again costs nothing and a prefix hit is confirmed
-//! against the whole literal (single-byte literals, which occur in most values, go into a
-//! per-byte table instead). At evaluation time each distinct
-//! transformed value is scanned once; the literals found light up the rules they belong to
-//! (a bitset). A rule whose sources show none of its literals cannot match and is skipped
-//! without testing a value; the others are evaluated exactly as before, so the prefilter only
-//! saves work and never changes a verdict (`tests/ruleset_equivalence.rs` checks this over
-//! both corpora and every CRS regression request).
+//! by the compiler). The first bytes of every literal go into an Aho-Corasick automaton (one
+//! per group of sources read by the same rules, see [`Prefilters`]), driven byte by byte here
+//! so that a literal found again costs nothing and a prefix hit is confirmed against the whole
+//! literal (single-byte literals, which occur in most values, go into a per-byte table
+//! instead). At evaluation time each distinct transformed value is scanned once; the literals
+//! found light up the rules they belong to (a bitset). A rule whose sources show none of its
+//! literals cannot match and is skipped without testing a value; the others are evaluated
+//! exactly as before, so the prefilter only saves work and never changes a verdict
+//! (`tests/ruleset_equivalence.rs` checks this over both corpora and every CRS regression
+//! request).
 
 use aho_corasick::automaton::Automaton;
 use aho_corasick::nfa::contiguous;
@@ -195,6 +196,111 @@ impl Prefilter {
     }
 }
 
+/// The prefilters of all sources. Sources read by the same prefiltered rules share one
+/// automaton, built over those rules' literals only: a source few rules read (REQUEST_BODY,
+/// header names) gets a small automaton that scans faster and lights no literal of a rule that
+/// never looks at it. Bits keep their global numbering in every automaton.
+#[derive(Debug)]
+pub struct Prefilters {
+    automata: Vec<Prefilter>,
+    /// By [`Source::index`](super::variables::Source::index): index into `automata`, or
+    /// `UNREAD` for a source no prefiltered rule reads.
+    by_source: Vec<u8>,
+    words: usize,
+}
+
+const UNREAD: u8 = u8::MAX;
+
+impl Prefilters {
+    /// `sets[i]` is the literal set of prefilter bit `i`; `readers` pairs a source index with
+    /// the bits of one rule that reads it (a source may appear many times).
+    pub fn build(sets: &[Vec<Vec<u8>>], readers: &[(usize, &[u32])]) -> Result<Prefilters, String> {
+        use super::variables::SOURCE_INDICES;
+        let mut bits_of: Vec<Vec<u32>> = vec![Vec::new(); SOURCE_INDICES];
+        for &(source, bits) in readers {
+            let Some(b) = bits_of.get_mut(source) else {
+                return Err(format!("prefilter: source index {source} out of range"));
+            };
+            b.extend_from_slice(bits);
+        }
+        let mut groups: std::collections::BTreeMap<Vec<u32>, Vec<usize>> = Default::default();
+        for (source, mut bits) in bits_of.into_iter().enumerate() {
+            if bits.is_empty() {
+                continue;
+            }
+            bits.sort_unstable();
+            bits.dedup();
+            groups.entry(bits).or_default().push(source);
+        }
+        // Groups that need nearly the same literals (ARGS values and names, cookies, XML...)
+        // share one automaton over their union: separate ones would scan hardly faster and
+        // cost build time (start-up) and memory. Largest groups first, so each seeds a cluster.
+        let literals = |bits: &[u32]| -> usize {
+            bits.iter()
+                .map(|&b| sets.get(b as usize).map_or(0, Vec::len))
+                .sum()
+        };
+        let mut groups: Vec<(Vec<u32>, Vec<usize>)> = groups.into_iter().collect();
+        groups.sort_by_key(|(bits, _)| std::cmp::Reverse(literals(bits)));
+        let mut clusters: Vec<(Vec<u32>, Vec<usize>)> = Vec::new();
+        for (bits, sources) in groups {
+            let own = literals(&bits);
+            let joined = clusters.iter_mut().find_map(|c| {
+                let mut union = c.0.clone();
+                union.extend_from_slice(&bits);
+                union.sort_unstable();
+                union.dedup();
+                (literals(&union) * 100 <= own * 115).then(|| {
+                    c.0 = union;
+                    c.1.extend_from_slice(&sources);
+                })
+            });
+            if joined.is_none() {
+                clusters.push((bits, sources));
+            }
+        }
+        let mut automata = Vec::with_capacity(clusters.len());
+        let mut by_source = vec![UNREAD; SOURCE_INDICES];
+        for (bits, sources) in clusters {
+            let mut own: Vec<Vec<Vec<u8>>> = vec![Vec::new(); sets.len()];
+            for &b in &bits {
+                let set = sets
+                    .get(b as usize)
+                    .ok_or("prefilter: bit without a literal set")?;
+                own[b as usize] = set.clone();
+            }
+            // At most SOURCE_INDICES (128) clusters, so indices stay below UNREAD.
+            let at = automata.len() as u8;
+            automata.push(Prefilter::build(&own)?);
+            for s in sources {
+                by_source[s] = at;
+            }
+        }
+        Ok(Prefilters {
+            automata,
+            by_source,
+            words: sets.len().div_ceil(64).max(1),
+        })
+    }
+
+    /// The prefilter for values of source `index`; `None` if no prefiltered rule reads it
+    /// (callers then let every rule through).
+    #[inline]
+    pub fn for_source(&self, index: usize) -> Option<&Prefilter> {
+        let at = *self.by_source.get(index)?;
+        self.automata.get(usize::from(at))
+    }
+
+    pub fn words(&self) -> usize {
+        self.words
+    }
+
+    /// Number of distinct automata (for tools and tests).
+    pub fn automata(&self) -> usize {
+        self.automata.len()
+    }
+}
+
 /// `bits |= row`, word by word.
 pub(crate) fn or_into(bits: &mut [u64], row: &[u64]) {
     for (x, r) in bits.iter_mut().zip(row) {
@@ -263,6 +369,56 @@ mod tests {
     }
 
     /// The scan agrees with a naive case-insensitive substring search, on literals longer and
+    /// Each source's automaton lights exactly what the all-literals automaton lights for the
+    /// bits of the rules reading that source; near-identical needs share one automaton; a
+    /// source no rule reads has none.
+    #[test]
+    fn per_source_automata_light_the_bits_their_readers_need() {
+        let sets: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"select".to_vec(), b"union".to_vec()],
+            vec![b"<script".to_vec(), b"x".to_vec()],
+            vec![b"../".to_vec()],
+            vec![b"onload".to_vec(), b"on".to_vec()],
+            vec![b"information_schema".to_vec()],
+            vec![b"sel".to_vec()],
+        ];
+        let (a, b, c, d) = ([0u32, 1, 2, 3, 4], [0u32, 1, 2, 3, 5], [5u32], [2u32, 5]);
+        // Source 2 and 4 need nearly the same literals; 6 and 48 need few.
+        let readers: Vec<(usize, &[u32])> =
+            vec![(2, &a), (4, &b), (6, &c), (48, &c), (48, &d), (6, &c)];
+        let pfs = Prefilters::build(&sets, &readers).unwrap();
+        assert_eq!(pfs.automata(), 3, "2 and 4 share, 6 alone, 48 alone");
+        assert!(pfs.for_source(8).is_none() && pfs.for_source(1000).is_none());
+        let full = Prefilter::build(&sets).unwrap();
+        let mask = |bits: &[u32]| bits.iter().fold(0u64, |m, &b| m | 1 << b);
+        let needs = [
+            (2, mask(&a)),
+            (4, mask(&b)),
+            (6, mask(&c)),
+            (48, mask(&c) | mask(&d)),
+        ];
+        let alphabet = b"selctunio<srp./xadfmh_ \xff";
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut scratch = ScanScratch::default();
+        for _ in 0..5_000 {
+            let mut v: Vec<u8> = (0..rng.below(30))
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
+            let lit = &sets[rng.below(sets.len())][0];
+            let at = rng.below(v.len() + 1);
+            v.splice(at..at, lit.iter().copied());
+            let mut want = [0u64];
+            full.scan(&v, &mut want, &mut scratch);
+            for &(source, need) in &needs {
+                let mut got = [0u64];
+                pfs.for_source(source)
+                    .unwrap()
+                    .scan(&v, &mut got, &mut scratch);
+                assert_eq!(got[0] & need, want[0] & need, "source {source} on {v:?}");
+            }
+        }
+    }
+
     /// shorter than the automaton's prefixes, sharing prefixes, found repeatedly or partially.
     #[test]
     fn scan_agrees_with_naive_search() {

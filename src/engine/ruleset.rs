@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::operators::{self, CompiledOp, Network, NumOp, StrOp};
-use super::prefilter::Prefilter;
+use super::prefilter::Prefilters;
 use super::variables::{self as vars, Source};
 use crate::seclang::ir::{self, *};
 
@@ -46,10 +46,10 @@ pub struct Ruleset {
     pub(crate) capture_slots: [u32; 10],
     /// Rule heads with an id (for `--version` and tests).
     pub rule_count: usize,
-    /// One automaton over every prefiltered rule's required literals; built by
-    /// [`Ruleset::warm_up`] (or [`Ruleset::build_prefilter`]). Until it exists, no rule is
-    /// skipped: evaluation is correct, only slower.
-    pub(crate) prefilter: std::sync::OnceLock<Prefilter>,
+    /// Automata over the prefiltered rules' required literals, one per group of sources read
+    /// by the same rules; built by [`Ruleset::warm_up`] (or [`Ruleset::build_prefilter`]).
+    /// Until they exist, no rule is skipped: evaluation is correct, only slower.
+    pub(crate) prefilter: std::sync::OnceLock<Prefilters>,
     pf_sets: Vec<Vec<Vec<u8>>>,
     /// (source, pipeline node) pairs prefiltered rules read; indices of `PrefilterInfo::sources`.
     pub(crate) source_nodes: Vec<(Source, u32)>,
@@ -309,18 +309,25 @@ impl Ruleset {
         self.phrase_sets.warm_up();
     }
 
-    /// Builds the prefilter automaton now (idempotent).
+    /// Builds the prefilter automata now (idempotent).
     pub fn build_prefilter(&self) -> Result<(), String> {
         if self.prefilter.get().is_some() {
             return Ok(());
         }
-        let pf = Prefilter::build(&self.pf_sets)?;
+        let mut readers = Vec::new();
+        for info in self.rules.iter().filter_map(|r| r.prefilter.as_ref()) {
+            for &sn in &info.sources {
+                let (source, _) = self.source_nodes[sn as usize];
+                readers.push((source.index(), info.bits.as_slice()));
+            }
+        }
+        let pf = Prefilters::build(&self.pf_sets, &readers)?;
         let _ = self.prefilter.set(pf);
         Ok(())
     }
 
     /// The prefilter, if it has been built; never waits.
-    pub(crate) fn prefilter(&self) -> Option<&Prefilter> {
+    pub(crate) fn prefilter(&self) -> Option<&Prefilters> {
         self.prefilter.get()
     }
 

@@ -509,6 +509,24 @@ pub(crate) enum Source {
     Scalar(Scalar),
 }
 
+/// Bound of [`Source::index`] (value tags are below 64; names and values count apart).
+pub(crate) const SOURCE_INDICES: usize = 128;
+
+impl Source {
+    /// A dense index for this source: the one [`source_index`] gives each of its values.
+    pub fn index(self) -> usize {
+        match self {
+            Source::Pairs(l, name) => l as usize * 2 + usize::from(name),
+            Source::Scalar(s) => s as usize * 2,
+        }
+    }
+}
+
+/// The [`Source::index`] of the source a value with cache key `key` belongs to.
+pub(crate) fn source_index(key: ValueKey) -> usize {
+    ((key >> 40) as usize & 63) * 2 + (key & 1) as usize
+}
+
 /// The sources a variable reads, when it reads only request/response data (not TX or other
 /// state that changes during evaluation).
 pub(crate) fn sources_of(v: Variable) -> Option<&'static [Source]> {
