@@ -55,45 +55,54 @@ fn main() {
 
     let mut tx = Transaction::new(rs);
     let _tx2 = Transaction::new(rs);
-    let rss_kib = rss_kib();
+    let rss_start = rss_kib();
 
     let mut report = serde_json::json!({
         "startup": {
             "decode_ms": ms(decode), "lower_ms": ms(lower), "background_regex_warm_up_ms": ms(warm),
             "process_to_ready_ms": process_start_ms(),
-            "rss_kib_two_workers": rss_kib,
+            "rss_kib_two_workers": rss_start,
         },
         "crs_version": coraza_spoa::builtin::CRS_VERSION,
         "rules": coraza_spoa::builtin::RULE_COUNT,
     });
     println!("start-up: decode {:.1} ms + lower {:.1} ms (regexes then compile in the background: {:.0} ms); process start to ready {:.1} ms; RSS {} KiB (2 transactions)",
-        ms(decode), ms(lower), ms(warm), report["startup"]["process_to_ready_ms"].as_f64().unwrap_or(-1.0), rss_kib);
+        ms(decode), ms(lower), ms(warm), report["startup"]["process_to_ready_ms"].as_f64().unwrap_or(-1.0), rss_start);
 
     println!(
         "\n{:<10} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
         "corpus", "n", "median", "p90", "p99", "max", "mean", "req/s"
     );
-    for name in ["benign", "attacks"] {
-        if only.as_deref().is_some_and(|o| o != name) {
-            continue;
-        }
-        let path = corpus.join(format!("{name}.jsonl"));
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let reqs: Vec<CheckRequest> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| check::parse_line(l).expect("corpus line"))
-            .collect();
+    // Every input is loaded before the first evaluation, so the RSS growth measured around the
+    // evaluations is the worker's own (its buffers and regex caches), not the benchmark's data.
+    let corpora: Vec<(&str, Vec<CheckRequest>)> = ["benign", "attacks"]
+        .into_iter()
+        .filter(|name| only.as_deref().map_or(true, |o| o == *name))
+        .map(|name| {
+            let path = corpus.join(format!("{name}.jsonl"));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let reqs = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| check::parse_line(l).expect("corpus line"))
+                .collect();
+            (name, reqs)
+        })
+        .collect();
+    let adversarial_bodies = adversarial_too.then(adversarial).unwrap_or_default();
+    let rss_loaded = rss_kib();
+    for (name, reqs) in &corpora {
+        let name = *name;
         // Warm-up pass (lazy DFA caches fill, buffers grow to steady state).
-        for r in &reqs {
+        for r in reqs {
             check::evaluate(&mut tx, r, false);
         }
         let rounds = if quick { 1 } else { 5 };
         let mut samples = Vec::with_capacity(reqs.len() * rounds);
         let started = Instant::now();
         for _ in 0..rounds {
-            for r in &reqs {
+            for r in reqs {
                 let s = Instant::now();
                 std::hint::black_box(check::evaluate(&mut tx, r, false));
                 samples.push(s.elapsed());
@@ -124,7 +133,7 @@ fn main() {
 
     println!("\nadversarial 1 MiB bodies (ms per MiB):");
     let mut adv = serde_json::Map::new();
-    for (label, ct, body) in adversarial_too.then(adversarial).unwrap_or_default() {
+    for (label, ct, body) in adversarial_bodies {
         if adversarial_only
             .as_deref()
             .is_some_and(|o| !label.contains(o))
@@ -171,6 +180,20 @@ fn main() {
         );
     }
     report["adversarial_ms_per_mib"] = serde_json::Value::Object(adv);
+
+    // What one worker keeps after this traffic: buffers at their high-water mark and lazy-DFA
+    // states. Each worker grows on its own, so two workers hold about twice the growth.
+    let grown = rss_kib().saturating_sub(rss_loaded);
+    let regex_caches = tx.regex_cache_bytes() as u64 / 1024;
+    println!(
+        "\nworker memory after the run: RSS +{grown} KiB (regex caches {regex_caches} KiB); two workers under this traffic: about {} KiB",
+        rss_start + 2 * grown
+    );
+    report["steady_state"] = serde_json::json!({
+        "rss_growth_kib_one_worker": grown,
+        "regex_cache_kib_one_worker": regex_caches,
+        "rss_kib_two_workers_estimate": rss_start + 2 * grown,
+    });
 
     let out = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/perf/out"));
     let _ = std::fs::create_dir_all(&out);

@@ -182,6 +182,11 @@ pub struct Transaction<'r> {
 }
 
 impl<'r> Transaction<'r> {
+    /// Heap bytes this transaction's regex caches hold (for the perf harness).
+    pub fn regex_cache_bytes(&self) -> usize {
+        self.sc.rx.memory_usage()
+    }
+
     pub fn new(rs: &'r Ruleset) -> Transaction<'r> {
         let mut tx = Transaction {
             rs,

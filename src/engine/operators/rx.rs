@@ -113,6 +113,11 @@ pub struct RegexCaches {
 }
 
 impl RegexCaches {
+    /// Heap bytes held by the lazy-DFA caches (they grow with the inputs seen).
+    pub fn memory_usage(&self) -> usize {
+        self.caches.iter().flatten().map(|c| c.memory_usage()).sum()
+    }
+
     pub fn for_table(t: &RegexTable) -> RegexCaches {
         RegexCaches {
             caches: (0..t.len()).map(|_| None).collect(),
