@@ -255,7 +255,20 @@ fn one_sql_token(v: &[u8]) -> bool {
 /// `@detectXSS`.
 pub fn detect_xss(value: &[u8]) -> bool {
     let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
+    if cannot_be_xss(v) {
+        return false;
+    }
     libinjectionrs::detect_xss(v).is_injection()
+}
+
+/// Whether libinjection's XSS check cannot flag `v`: it has neither `<` nor `=`. The library
+/// tokenizes `v` as HTML in five contexts (text, and an attribute value unquoted or in each
+/// quote) and flags only a tag, comment or doctype token, all of which start after a `<`, or an
+/// attribute value that follows a suspicious attribute name, which the tokenizer reaches only
+/// through an `=` (a value at the very start has no name before it). Most header, cookie and
+/// argument values qualify; `no_lt_or_eq_is_never_xss` checks the claim against the library.
+fn cannot_be_xss(v: &[u8]) -> bool {
+    memchr::memchr2(b'<', b'=', v).is_none()
 }
 
 #[cfg(test)]
@@ -388,6 +401,65 @@ mod tests {
         assert!(!one_sql_token(b"1union"));
         assert!(!one_sql_token(b"x'1'"));
         assert!(!one_sql_token(b""));
+    }
+
+    /// The premise of `cannot_be_xss`: without `<` and `=` the library never flags a value,
+    /// however it mixes event-handler names, `javascript:` URLs, quotes, `>`, `/`, backticks,
+    /// entities, `style`, comment and conditional-comment markers. Every sequence of up to
+    /// three such pieces, then random mixes.
+    #[test]
+    fn no_lt_or_eq_is_never_xss() {
+        let library = |v: &[u8]| libinjectionrs::detect_xss(v).is_injection();
+        let parts: [&[u8]; 24] = [
+            b"onload",
+            b"onerror",
+            b"javascript:alert(1)",
+            b"vbscript:",
+            b"data:text/html",
+            b"style",
+            b"expression(",
+            b"src",
+            b"href",
+            b"xmlns",
+            b"formaction",
+            b"\"",
+            b"'",
+            b"`",
+            b">",
+            b"/",
+            b" ",
+            b"\t",
+            b"!--",
+            b"[if",
+            b"?import",
+            b"&#x3c;",
+            b"script",
+            b"\0",
+        ];
+        let mut tried = 0;
+        crate::engine::test_support::for_each_mix(&parts, 3, |v| {
+            assert!(cannot_be_xss(v));
+            assert!(!library(v), "{:?}", String::from_utf8_lossy(v));
+            tried += 1;
+        });
+        assert!(tried > 10_000, "{tried} mixes");
+        let mut rng = XorShift(0x51_7cc1_b727_220a);
+        for _ in 0..50_000 {
+            let v: Vec<u8> = (0..1 + rng.below(12))
+                .flat_map(|_| parts[rng.below(parts.len())].iter().copied())
+                .collect();
+            assert!(!library(&v), "{:?}", String::from_utf8_lossy(&v));
+        }
+        // The same pieces with a `<` or an `=` do reach the library, and some are XSS.
+        for v in [
+            &b"<script>"[..],
+            b"onload=alert(1)",
+            b"x onerror=y",
+            b"<!--[if IE]>",
+        ] {
+            assert!(!cannot_be_xss(v));
+            assert!(library(v), "{:?}", String::from_utf8_lossy(v));
+        }
     }
 
     /// `detect_sqli` skips the library's final fingerprint recomputation; verdicts and
