@@ -193,21 +193,35 @@ pub fn ip_match(nets: &[Network], value: &[u8]) -> bool {
 }
 
 fn in_network(n: &Network, ip: IpAddr) -> bool {
-    let (a, b): (Vec<u8>, Vec<u8>) = match (n.addr, ip) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-        (IpAddr::V4(a), IpAddr::V6(b)) => match b.to_ipv4_mapped() {
-            Some(b4) => (a.octets().to_vec(), b4.octets().to_vec()),
+    // Both addresses as octets, in one fixed buffer each (no allocation per request).
+    let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+    let len = match (n.addr, ip) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            a[..4].copy_from_slice(&x.octets());
+            b[..4].copy_from_slice(&y.octets());
+            4
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            a = x.octets();
+            b = y.octets();
+            16
+        }
+        (IpAddr::V4(x), IpAddr::V6(y)) => match y.to_ipv4_mapped() {
+            Some(y4) => {
+                a[..4].copy_from_slice(&x.octets());
+                b[..4].copy_from_slice(&y4.octets());
+                4
+            }
             None => return false,
         },
         (IpAddr::V6(_), IpAddr::V4(_)) => return false,
     };
-    let full = usize::from(n.prefix / 8);
+    let full = usize::from(n.prefix / 8).min(len);
     let rem = n.prefix % 8;
     if a[..full] != b[..full] {
         return false;
     }
-    if rem == 0 {
+    if rem == 0 || full == len {
         return true;
     }
     let mask = 0xffu8 << (8 - rem);
@@ -336,7 +350,13 @@ mod tests {
                 addr: "::1".parse().unwrap(),
                 prefix: 128,
             },
+            Network {
+                addr: "172.16.0.0".parse().unwrap(),
+                prefix: 12,
+            },
         ];
+        assert!(ip_match(&nets, b"172.31.255.255"));
+        assert!(!ip_match(&nets, b"172.32.0.1"));
         assert!(ip_match(&nets, b"127.0.0.1"));
         assert!(ip_match(&nets, b"10.200.1.1"));
         assert!(ip_match(&nets, b"::1"));

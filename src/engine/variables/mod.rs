@@ -6,6 +6,8 @@
 //! flags) are copied into the caller's `temp` buffer. Must not evaluate operators or change
 //! state.
 
+use std::io::Write;
+
 use super::cache::ValueKey;
 use super::collection::Pairs;
 use super::ruleset::{CSelector, CTarget, Ruleset};
@@ -218,7 +220,8 @@ pub(crate) fn collect(
         let n = out.len() - before;
         out.truncate(before);
         let start = temp.len();
-        temp.extend_from_slice(n.to_string().as_bytes());
+        // Into the reused buffer: no String per counted target.
+        let _ = write!(temp, "{n}");
         out.push(ValueRef {
             var: target.var,
             src: Src::Temp {
