@@ -569,6 +569,9 @@ fn path_scan(s: &[u8], win: bool) -> Option<usize> {
     if separator.is_none() {
         return (s == b".").then_some(0);
     }
+    if plainly_clean(s) && !(win && memchr(b'\\', s).is_some()) {
+        return None;
+    }
     let mut dry = Prefix {
         input: s,
         len: 0,
@@ -585,6 +588,27 @@ fn path_scan(s: &[u8], win: bool) -> Option<usize> {
         dry.len == s.len()
     };
     (!unchanged).then_some(0)
+}
+
+/// Whether cleaning leaves `s` as it is, seen without cleaning it: with `/` as the separator, no
+/// element is `.` or `..` and no separator is doubled (an empty first element is the root, an
+/// empty last one a trailing slash, both kept). `false` means "clean it and compare".
+fn plainly_clean(s: &[u8]) -> bool {
+    let mut start = 0;
+    loop {
+        let end = memchr(b'/', &s[start..]).map_or(s.len(), |o| start + o);
+        let element = &s[start..end];
+        if element == b"." || element == b".." {
+            return false;
+        }
+        if element.is_empty() && start != 0 && end != s.len() {
+            return false;
+        }
+        if end == s.len() {
+            return true;
+        }
+        start = end + 1;
+    }
 }
 
 fn path_write(s: &[u8], win: bool, out: &mut Vec<u8>) {
@@ -660,12 +684,12 @@ mod tests {
     }
 
     /// Without a separator, `path_scan` decides "unchanged" without cleaning: same verdicts
-    /// as the full cleaning (the write path) on every short mix of `.`, `..`, letters and
-    /// backslashes (a separator only for normalizePathWin).
+    /// as the full cleaning (the write path) on every short mix of `.`, `..`, letters, slashes
+    /// and backslashes (a separator only for normalizePathWin).
     #[test]
     fn path_scan_shortcut_agrees_with_cleaning() {
-        let pieces: [&[u8]; 5] = [b".", b"..", b"a", b"\\", b"bc"];
-        for_each_mix(&pieces, 4, |v| {
+        let pieces: [&[u8]; 6] = [b".", b"..", b"a", b"\\", b"bc", b"/"];
+        for_each_mix(&pieces, 5, |v| {
             for (t, win) in [(T::NormalizePath, false), (T::NormalizePathWin, true)] {
                 let mut full = Vec::new();
                 super::path_write(v, win, &mut full);
