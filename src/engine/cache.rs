@@ -28,7 +28,14 @@ pub(crate) enum Loc {
     Raw,
     /// `arena[start..start + len]`.
     Arena(u32, u32),
+    /// `large[i]`: an output too big to copy into the arena.
+    Large(u32),
 }
+
+/// Outputs at least this long are not copied into the arena: the buffer they were written to
+/// is kept as is (swapped for a pooled one), so a huge value's transformed forms cost no copy
+/// and do not make the arena grow (and fault in fresh pages) by doubling.
+const LARGE_OUTPUT: usize = 64 << 10;
 
 /// A value's dense slot in this transaction.
 pub(crate) type Slot = u32;
@@ -51,6 +58,9 @@ pub(crate) struct TransformCache {
     steps: Vec<SlotSteps>,
     arena: Vec<u8>,
     work: Vec<u8>,
+    /// Large outputs of this transaction (`large_used` of them); the rest are spare buffers.
+    large: Vec<Vec<u8>>,
+    large_used: usize,
     path: Vec<u32>,
 }
 
@@ -74,6 +84,8 @@ impl TransformCache {
             steps: Vec::new(),
             arena: Vec::new(),
             work: Vec::new(),
+            large: Vec::new(),
+            large_used: 0,
             path: Vec::new(),
         }
     }
@@ -90,12 +102,14 @@ impl TransformCache {
         self.slots = 0;
         self.rows.clear();
         self.arena.clear();
+        self.large_used = 0;
     }
 
     pub fn get<'a>(&'a self, raw: &'a [u8], loc: Loc) -> &'a [u8] {
         match loc {
             Loc::Raw => raw,
             Loc::Arena(s, l) => self.arena.get(s as usize..(s + l) as usize).unwrap_or(&[]),
+            Loc::Large(i) => self.large.get(i as usize).map_or(&[], Vec::as_slice),
         }
     }
 
@@ -238,12 +252,93 @@ impl TransformCache {
         let input = match loc {
             Loc::Raw => raw,
             Loc::Arena(s, l) => &self.arena[s as usize..(s + l) as usize],
+            Loc::Large(i) => &self.large[i as usize],
         };
         if !transformations::apply(t, input, &mut self.work) {
             return loc;
         }
+        if self.work.len() >= LARGE_OUTPUT {
+            if self.large_used == self.large.len() {
+                self.large.push(Vec::new());
+            }
+            let i = self.large_used;
+            self.large_used += 1;
+            // The output stays where it was written; `work` gets a spare buffer.
+            std::mem::swap(&mut self.work, &mut self.large[i]);
+            return Loc::Large(u32::try_from(i).unwrap_or(u32::MAX));
+        }
         let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
         self.arena.extend_from_slice(&self.work);
         Loc::Arena(start, u32::try_from(self.work.len()).unwrap_or(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::transformations::Transformation as T;
+
+    /// The reference: each step applied in turn, outside the cache.
+    fn direct(raw: &[u8], steps: &[T]) -> Vec<u8> {
+        let mut v = raw.to_vec();
+        for &t in steps {
+            let mut out = Vec::new();
+            if transformations::apply(t, &v, &mut out) {
+                v = out;
+            }
+        }
+        v
+    }
+
+    /// Outputs too big for the arena (kept in their own buffers) read back like arena ones,
+    /// feed later steps, sit beside small outputs of other values, and are reused, not stale,
+    /// in the next transaction.
+    #[test]
+    fn large_outputs_chain_and_are_reused() {
+        // Trie: 1 = urlDecode, 2 = urlDecode > lowercase, 3 = lowercase.
+        let pipes = [
+            PipeNode { parent: 0, t: None },
+            PipeNode {
+                parent: 0,
+                t: Some(T::UrlDecode),
+            },
+            PipeNode {
+                parent: 1,
+                t: Some(T::Lowercase),
+            },
+            PipeNode {
+                parent: 0,
+                t: Some(T::Lowercase),
+            },
+        ];
+        let paths: [&[T]; 4] = [
+            &[],
+            &[T::UrlDecode],
+            &[T::UrlDecode, T::Lowercase],
+            &[T::Lowercase],
+        ];
+        let mut cache = TransformCache::new(pipes.len());
+        for round in 0..3 {
+            cache.clear();
+            let big = format!("A%4{round}b+").repeat(20_000).into_bytes();
+            let small = format!("X%4{round}").into_bytes();
+            let values: [(ValueKey, &[u8]); 2] = [(1 << 40, &big), ((1 << 40) | 2, &small)];
+            for node in [2u32, 3, 1, 0] {
+                for &(key, raw) in &values {
+                    let loc = cache.transform(&pipes, Some(key), raw, node);
+                    let want = direct(raw, paths[node as usize]);
+                    assert_eq!(
+                        cache.get(raw, loc),
+                        want.as_slice(),
+                        "round {round} node {node}"
+                    );
+                    if raw.len() > LARGE_OUTPUT && node != 0 {
+                        assert!(matches!(loc, Loc::Large(_)), "{loc:?}");
+                    }
+                }
+            }
+        }
+        // Three large outputs per round, in buffers reused round after round.
+        assert_eq!(cache.large.len(), 3);
     }
 }
