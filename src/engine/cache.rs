@@ -26,11 +26,14 @@ const TAGS: usize = 64;
 pub(crate) enum Loc {
     /// Identical to the untransformed value.
     Raw,
-    /// `arena[start..start + len]`.
+    /// `arena[start..start + len]`, or, when `start` has [`LARGE`] set, `large[start & !LARGE]`
+    /// (an output too big to copy into the arena). One variant keeps the hot paths' matches
+    /// small.
     Arena(u32, u32),
-    /// `large[i]`: an output too big to copy into the arena.
-    Large(u32),
 }
+
+/// Marks an [`Loc::Arena`] start that indexes `large` instead of the arena.
+const LARGE: u32 = 1 << 31;
 
 /// Outputs at least this long are not copied into the arena: the buffer they were written to
 /// is kept as is (swapped for a pooled one), so a huge value's transformed forms cost no copy
@@ -108,8 +111,11 @@ impl TransformCache {
     pub fn get<'a>(&'a self, raw: &'a [u8], loc: Loc) -> &'a [u8] {
         match loc {
             Loc::Raw => raw,
+            Loc::Arena(s, _) if s & LARGE != 0 => self
+                .large
+                .get((s & !LARGE) as usize)
+                .map_or(&[], Vec::as_slice),
             Loc::Arena(s, l) => self.arena.get(s as usize..(s + l) as usize).unwrap_or(&[]),
-            Loc::Large(i) => self.large.get(i as usize).map_or(&[], Vec::as_slice),
         }
     }
 
@@ -229,6 +235,21 @@ impl TransformCache {
         out
     }
 
+    /// Keeps the output in `work` where it is, as a large output; `work` gets a spare buffer.
+    #[inline(never)]
+    fn keep_large(&mut self) -> Loc {
+        if self.large_used == self.large.len() {
+            self.large.push(Vec::new());
+        }
+        let i = self.large_used;
+        self.large_used += 1;
+        std::mem::swap(&mut self.work, &mut self.large[i]);
+        let len = u32::try_from(self.large[i].len()).unwrap_or(u32::MAX);
+        // Arena offsets stay far below 2^31 (bodies are capped at a few MiB), so the flag bit
+        // is free.
+        Loc::Arena(LARGE | (i as u32 & !LARGE), len)
+    }
+
     /// A value without a stable identity: every step is computed (nothing is cached).
     fn transform_uncached(&mut self, pipes: &[PipeNode], raw: &[u8], node: u32) -> Loc {
         self.path.clear();
@@ -251,21 +272,14 @@ impl TransformCache {
         self.work.clear();
         let input = match loc {
             Loc::Raw => raw,
+            Loc::Arena(s, _) if s & LARGE != 0 => &self.large[(s & !LARGE) as usize],
             Loc::Arena(s, l) => &self.arena[s as usize..(s + l) as usize],
-            Loc::Large(i) => &self.large[i as usize],
         };
         if !transformations::apply(t, input, &mut self.work) {
             return loc;
         }
         if self.work.len() >= LARGE_OUTPUT {
-            if self.large_used == self.large.len() {
-                self.large.push(Vec::new());
-            }
-            let i = self.large_used;
-            self.large_used += 1;
-            // The output stays where it was written; `work` gets a spare buffer.
-            std::mem::swap(&mut self.work, &mut self.large[i]);
-            return Loc::Large(u32::try_from(i).unwrap_or(u32::MAX));
+            return self.keep_large();
         }
         let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
         self.arena.extend_from_slice(&self.work);
@@ -333,7 +347,7 @@ mod tests {
                         "round {round} node {node}"
                     );
                     if raw.len() > LARGE_OUTPUT && node != 0 {
-                        assert!(matches!(loc, Loc::Large(_)), "{loc:?}");
+                        assert!(matches!(loc, Loc::Arena(s, _) if s & LARGE != 0), "{loc:?}");
                     }
                 }
             }
