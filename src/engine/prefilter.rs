@@ -368,7 +368,6 @@ mod tests {
         }
     }
 
-    /// The scan agrees with a naive case-insensitive substring search, on literals longer and
     /// Each source's automaton lights exactly what the all-literals automaton lights for the
     /// bits of the rules reading that source; near-identical needs share one automaton; a
     /// source no rule reads has none.
@@ -419,6 +418,7 @@ mod tests {
         }
     }
 
+    /// The scan agrees with a naive case-insensitive substring search, on literals longer and
     /// shorter than the automaton's prefixes, sharing prefixes, found repeatedly or partially.
     #[test]
     fn scan_agrees_with_naive_search() {
