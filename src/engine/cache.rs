@@ -32,7 +32,7 @@ pub(crate) enum Loc {
     Arena(u32, u32),
 }
 
-/// Marks an [`Loc::Arena`] start that indexes `large` instead of the arena.
+/// Marks a [`Loc::Arena`] start that indexes `large` instead of the arena.
 const LARGE: u32 = 1 << 31;
 
 /// Outputs at least this long are not copied into the arena: the buffer they were written to

@@ -196,10 +196,11 @@ impl Prefilter {
     }
 }
 
-/// The prefilters of all sources. Sources read by the same prefiltered rules share one
-/// automaton, built over those rules' literals only: a source few rules read (REQUEST_BODY,
-/// header names) gets a small automaton that scans faster and lights no literal of a rule that
-/// never looks at it. Bits keep their global numbering in every automaton.
+/// The prefilters of all sources. Each automaton is built over the literals of the rules that
+/// read its sources only: a source few rules read (REQUEST_BODY, header names) gets a small
+/// automaton that scans faster and lights no literal of a rule that never looks at it. Sources
+/// whose rules need nearly the same literals (within 15%) share one. Bits keep their global
+/// numbering in every automaton.
 #[derive(Debug)]
 pub struct Prefilters {
     automata: Vec<Prefilter>,
