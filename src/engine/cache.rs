@@ -245,8 +245,7 @@ impl TransformCache {
         self.large_used += 1;
         std::mem::swap(&mut self.work, &mut self.large[i]);
         let len = u32::try_from(self.large[i].len()).unwrap_or(u32::MAX);
-        // Arena offsets stay far below 2^31 (bodies are capped at a few MiB), so the flag bit
-        // is free.
+        // `apply` keeps arena offsets below the flag bit.
         Loc::Arena(LARGE | (i as u32 & !LARGE), len)
     }
 
@@ -278,7 +277,8 @@ impl TransformCache {
         if !transformations::apply(t, input, &mut self.work) {
             return loc;
         }
-        if self.work.len() >= LARGE_OUTPUT {
+        // Large outputs, and any output that would take the arena's offsets up to the flag bit.
+        if self.work.len() >= LARGE_OUTPUT || self.arena.len() + self.work.len() >= LARGE as usize {
             return self.keep_large();
         }
         let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
