@@ -235,7 +235,7 @@ pub const LIBINJECTION_MAX_BYTES: usize = 64 * 1024;
 /// `@detectSQLi`: the fingerprint when libinjection says SQL injection.
 pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
     let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
-    if one_sql_token(v) {
+    if one_sql_token(v) || one_sql_word(v) {
         return None;
     }
     // What `libinjectionrs::detect_sqli` does, minus its last step: it recomputes the
@@ -263,6 +263,70 @@ fn one_sql_token(v: &[u8]) -> bool {
             v.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
         }
         _ => false,
+    }
+}
+
+/// Bytes that end a word in libinjection's tokenizer (its `parse_word` delimiters).
+const SQL_WORD_ENDS: [bool; 256] = {
+    let mut t = [false; 256];
+    let ends = b" []{}<>:\\?=@!#~+-*/&|^%(),';\t\n\x0B\x0C\r\"\xA0\x00";
+    let mut i = 0;
+    while i < ends.len() {
+        t[ends[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Whether libinjection reads all of `v` as one word token, dots included (`www.example.com`,
+/// `GA1.2.3.4`, `com.app.v2`): it starts with a letter or `_`, holds none of the tokenizer's
+/// word delimiters (no space, quote, operator, comment or bracket), and no part before a `.`
+/// or `` ` `` is a SQL keyword (the tokenizer splits there: `union.select` is two tokens).
+/// One token makes a one-character fingerprint, never blacklisted, as for [`one_sql_token`];
+/// `dotted_words_are_never_sqli` checks this against the library.
+fn one_sql_word(v: &[u8]) -> bool {
+    if !v
+        .first()
+        .is_some_and(|&b| b.is_ascii_alphabetic() || b == b'_')
+    {
+        return false;
+    }
+    for (i, &b) in v.iter().enumerate() {
+        if SQL_WORD_ENDS[usize::from(b)] || ((b == b'.' || b == b'`') && splits_sql_word(&v[..i])) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether libinjection's tokenizer ends a word after `prefix` (a keyword of any non-bareword
+/// type, looked up case-insensitively as the library does, without its allocation).
+fn splits_sql_word(prefix: &[u8]) -> bool {
+    // The longest keyword has 29 bytes.
+    let mut upper = [0u8; 32];
+    let Some(buf) = upper.get_mut(..prefix.len()) else {
+        return false;
+    };
+    buf.copy_from_slice(prefix);
+    buf.make_ascii_uppercase();
+    let keywords = libinjectionrs::sqli::sqli_data::SQL_KEYWORDS;
+    match keywords.binary_search_by(|k| k.word.as_bytes().cmp(buf)) {
+        Ok(i) => matches!(
+            keywords[i].token_type,
+            b'k' | b'f'
+                | b'U'
+                | b'E'
+                | b'T'
+                | b't'
+                | b'o'
+                | b'&'
+                | b'v'
+                | b'1'
+                | b'A'
+                | b'B'
+                | b'F'
+        ),
+        Err(_) => false,
     }
 }
 
@@ -479,6 +543,70 @@ mod tests {
         ] {
             assert!(!cannot_be_xss(v));
             assert!(library(v), "{:?}", String::from_utf8_lossy(v));
+        }
+    }
+
+    /// The premise of `one_sql_word`: a value the library reads as one word, dots and
+    /// backticks included, is never SQL injection, and a value whose part before a dot is a
+    /// keyword is left to the library. Every keyword before and after a dot, then every mix of
+    /// up to four word pieces, dots, backticks, digits, non-ASCII bytes and keywords.
+    #[test]
+    fn dotted_words_are_never_sqli() {
+        let library = |v: &[u8]| {
+            libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE).detect()
+        };
+        let mut fast = 0;
+        for k in libinjectionrs::sqli::sqli_data::SQL_KEYWORDS {
+            let w = k.word.as_bytes();
+            let lower = w.to_ascii_lowercase();
+            for v in [
+                [w, b".x"].concat(),
+                [&lower[..], b".1"].concat(),
+                [b"x.", w].concat(),
+                [b"a_b.", &lower[..], b".c"].concat(),
+                [w, b"`x"].concat(),
+                w.to_vec(),
+            ] {
+                if one_sql_word(&v) {
+                    fast += 1;
+                    assert!(!library(&v), "{:?}", String::from_utf8_lossy(&v));
+                }
+            }
+        }
+        assert!(fast > 5_000, "{fast} keyword cases took the shortcut");
+        let pieces: [&[u8]; 14] = [
+            b"a",
+            b"Z9",
+            b"_",
+            b".",
+            b"`",
+            b"1",
+            b"union",
+            b"select",
+            b"or",
+            b"sleep",
+            b"dbms_lock",
+            "é".as_bytes(),
+            b"$",
+            b"0x1",
+        ];
+        crate::engine::test_support::for_each_mix(&pieces, 4, |v| {
+            if one_sql_word(v) {
+                assert!(!library(v), "{:?}", String::from_utf8_lossy(v));
+            }
+        });
+        for v in [&b"www.example.com"[..], b"GA1.2.1234.5678", b"com.app_v2.x"] {
+            assert!(one_sql_word(v), "{:?}", String::from_utf8_lossy(v));
+        }
+        for v in [
+            &b"union.select"[..],
+            b"x or.1",
+            b"1.2",
+            b"a.b-c",
+            b".a",
+            b"select`x",
+        ] {
+            assert!(!one_sql_word(v), "{:?}", String::from_utf8_lossy(v));
         }
     }
 
