@@ -120,10 +120,6 @@ impl Prefilter {
         })
     }
 
-    pub fn words(&self) -> usize {
-        self.words
-    }
-
     /// ORs into `bits` the rule bits of every literal present in `value`.
     pub fn scan(&self, value: &[u8], bits: &mut [u64], scratch: &mut ScanScratch) {
         // Bytes present, as a 256-bit set (kept in registers, nothing to clear per scan).
@@ -207,7 +203,6 @@ pub struct Prefilters {
     /// By [`Source::index`](super::variables::Source::index): index into `automata`, or
     /// `UNREAD` for a source no prefiltered rule reads.
     by_source: Vec<u8>,
-    words: usize,
 }
 
 const UNREAD: u8 = u8::MAX;
@@ -280,7 +275,6 @@ impl Prefilters {
         Ok(Prefilters {
             automata,
             by_source,
-            words: sets.len().div_ceil(64).max(1),
         })
     }
 
@@ -292,12 +286,9 @@ impl Prefilters {
         self.automata.get(usize::from(at))
     }
 
-    pub fn words(&self) -> usize {
-        self.words
-    }
-
-    /// Number of distinct automata (for tools and tests).
-    pub fn automata(&self) -> usize {
+    /// Number of distinct automata.
+    #[cfg(test)]
+    fn automata(&self) -> usize {
         self.automata.len()
     }
 }
