@@ -122,7 +122,7 @@ impl Prefilter {
 
     /// ORs into `bits` the rule bits of every literal present in `value`.
     pub fn scan(&self, value: &[u8], bits: &mut [u64], scratch: &mut ScanScratch) {
-        // Bytes present, as a 256-bit set (kept in registers, nothing to clear per scan).
+        // Bytes present, as a 256-bit set (on the stack, nothing to clear per scan).
         let mut present = [0u64; 4];
         let mut note = |b: u8| present[usize::from(b >> 6)] |= 1u64 << (b & 63);
         if let Some(ac) = &self.ac {
@@ -219,27 +219,28 @@ impl Prefilters {
             };
             b.extend_from_slice(bits);
         }
-        let mut groups: std::collections::BTreeMap<Vec<u32>, Vec<usize>> = Default::default();
-        for (source, mut bits) in bits_of.into_iter().enumerate() {
-            if bits.is_empty() {
-                continue;
-            }
-            bits.sort_unstable();
-            bits.dedup();
-            groups.entry(bits).or_default().push(source);
-        }
-        // Groups that need nearly the same literals (ARGS values and names, cookies, XML...)
-        // share one automaton over their union: separate ones would scan hardly faster and
-        // cost build time (start-up) and memory. Largest groups first, so each seeds a cluster.
+        // Sources that need nearly the same literals (ARGS values and names, cookies, XML...)
+        // share one automaton over their union (identical needs trivially so): separate ones
+        // would scan hardly faster and cost build time (start-up) and memory. Largest needs
+        // first, so each seeds a cluster.
         let literals = |bits: &[u32]| -> usize {
             bits.iter()
                 .map(|&b| sets.get(b as usize).map_or(0, Vec::len))
                 .sum()
         };
-        let mut groups: Vec<(Vec<u32>, Vec<usize>)> = groups.into_iter().collect();
-        groups.sort_by_key(|(bits, _)| std::cmp::Reverse(literals(bits)));
+        let mut needs: Vec<(Vec<u32>, usize)> = bits_of
+            .into_iter()
+            .enumerate()
+            .filter(|(_, bits)| !bits.is_empty())
+            .map(|(source, mut bits)| {
+                bits.sort_unstable();
+                bits.dedup();
+                (bits, source)
+            })
+            .collect();
+        needs.sort_by_key(|(bits, _)| std::cmp::Reverse(literals(bits)));
         let mut clusters: Vec<(Vec<u32>, Vec<usize>)> = Vec::new();
-        for (bits, sources) in groups {
+        for (bits, source) in needs {
             let own = literals(&bits);
             let joined = clusters.iter_mut().find_map(|c| {
                 let mut union = c.0.clone();
@@ -248,11 +249,11 @@ impl Prefilters {
                 union.dedup();
                 (literals(&union) * 100 <= own * 115).then(|| {
                     c.0 = union;
-                    c.1.extend_from_slice(&sources);
+                    c.1.push(source);
                 })
             });
             if joined.is_none() {
-                clusters.push((bits, sources));
+                clusters.push((bits, vec![source]));
             }
         }
         let mut automata = Vec::with_capacity(clusters.len());

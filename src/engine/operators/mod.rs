@@ -235,7 +235,7 @@ pub const LIBINJECTION_MAX_BYTES: usize = 64 * 1024;
 /// `@detectSQLi`: the fingerprint when libinjection says SQL injection.
 pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
     let v = &value[..value.len().min(LIBINJECTION_MAX_BYTES)];
-    if one_sql_token(v) || one_sql_word(v) {
+    if one_sql_token(v) {
         return None;
     }
     // What `libinjectionrs::detect_sqli` does, minus its last step: it recomputes the
@@ -248,8 +248,9 @@ pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// Whether libinjection can only see one token in `v`: a word (a letter or `_`, then letters,
-/// digits and `_`) or a number (digits only). With no quote, comment, operator or delimiter
+/// Whether libinjection can only see one token in `v`: a word ([`one_sql_word`]: a letter or
+/// `_`, then no delimiter, dots allowed where no keyword precedes them) or a number (digits
+/// only). With no quote, comment, operator or delimiter
 /// there is nothing to fold, so the fingerprint is that token's one-character type (or empty,
 /// for a SQL type or unary operator, which folding skips), and no one-character fingerprint is
 /// blacklisted: such a value is never SQL injection. `one_token_values_are_never_sqli` checks
@@ -259,10 +260,7 @@ pub fn detect_sqli(value: &[u8]) -> Option<Vec<u8>> {
 fn one_sql_token(v: &[u8]) -> bool {
     match v.first() {
         Some(b) if b.is_ascii_digit() => v.iter().all(u8::is_ascii_digit),
-        Some(&b) if b.is_ascii_alphabetic() || b == b'_' => {
-            v.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_')
-        }
-        _ => false,
+        _ => one_sql_word(v),
     }
 }
 

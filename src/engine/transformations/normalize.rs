@@ -560,16 +560,9 @@ fn path_scan(s: &[u8], win: bool) -> Option<usize> {
     if s.is_empty() {
         return None;
     }
-    // One element (no separator), as most values are: cleaning changes only `.`.
-    let separator = if win {
-        memchr::memchr2(b'/', b'\\', s)
-    } else {
-        memchr(b'/', s)
-    };
-    if separator.is_none() {
-        return (s == b".").then_some(0);
-    }
-    if plainly_clean(s) && !(win && memchr(b'\\', s).is_some()) {
+    // Most values (one plain element, or plain elements between single slashes) are seen
+    // clean at once; a backslash, which normalizePathWin rewrites, needs the full cleaning.
+    if !(win && memchr(b'\\', s).is_some()) && plainly_clean(s) {
         return None;
     }
     let mut dry = Prefix {
